@@ -1,0 +1,145 @@
+"""AST of a .dml program. Every node carries the span it came from so that
+later stages can point at the exact source of a mistake."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mlc.diagnostics import Span
+
+
+# ---- values: the right-hand side of `key = value` -------------------------
+@dataclass
+class Num:
+    value: float | int
+    span: Span
+
+    def to_dml(self) -> str:
+        return format_number(self.value)
+
+
+@dataclass
+class Str:
+    value: str
+    span: Span
+
+    def to_dml(self) -> str:
+        return '"' + self.value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@dataclass
+class Name:
+    value: str
+    span: Span
+
+    def to_dml(self) -> str:
+        return self.value
+
+
+@dataclass
+class KwArg:
+    key: str
+    value: "Value"
+    span: Span
+
+
+@dataclass
+class Call:
+    name: str
+    args: list[KwArg]
+    span: Span
+
+    def to_dml(self) -> str:
+        inner = ", ".join(f"{a.key} = {a.value.to_dml()}" for a in self.args)
+        return f"{self.name}({inner})"
+
+    def arg(self, key: str):
+        return next((a for a in self.args if a.key == key), None)
+
+
+@dataclass
+class List:
+    items: list["Value"]
+    span: Span
+
+    def to_dml(self) -> str:
+        return "[" + ", ".join(v.to_dml() for v in self.items) + "]"
+
+
+Value = Num | Str | Name | Call | List
+
+
+def format_number(x: float | int) -> str:
+    if isinstance(x, bool):
+        return "true" if x else "false"
+    if isinstance(x, int):
+        return str(x)
+    if x == int(x) and abs(x) < 1e6:
+        return f"{x:.1f}"
+    return repr(float(x))
+
+
+# ---- statements ------------------------------------------------------------
+@dataclass
+class Option:
+    key: str
+    value: Value
+    span: Span  # the key
+    on: list[str] | None = None  # `early_stop = 5 on val.churn.roc_auc`
+    on_span: Span | None = None
+
+
+@dataclass
+class SplitRatio:
+    parts: list[int]
+    seed: int | None
+    span: Span
+
+
+@dataclass
+class SplitBy:
+    column: str
+    span: Span
+
+
+@dataclass
+class Data:
+    path: str
+    span: Span  # the path string
+    split: SplitRatio | SplitBy | None = None
+
+
+@dataclass
+class Feature:
+    role: str  # "input" | "output"
+    name: str
+    type: str
+    options: list[Option]
+    span: Span  # the name
+    type_span: Span
+
+
+@dataclass
+class Section:
+    """`combiner NAME { ... }` or `train { ... }`."""
+
+    keyword: str
+    name: str | None
+    options: list[Option]
+    span: Span
+
+
+@dataclass
+class Program:
+    file: str
+    source: str
+    data: list[Data] = field(default_factory=list)
+    features: list[Feature] = field(default_factory=list)
+    sections: list[Section] = field(default_factory=list)
+
+    @property
+    def inputs(self) -> list[Feature]:
+        return [f for f in self.features if f.role == "input"]
+
+    @property
+    def outputs(self) -> list[Feature]:
+        return [f for f in self.features if f.role == "output"]

@@ -1,0 +1,181 @@
+"""The `mlc` command line. User mistakes exit with status 1 and a diagnostic,
+never a traceback."""
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from mlc.diagnostics import MlcError
+
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+def user_errors(fn):
+    """Turn every user-facing error into a message and exit status 1."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from mlc.runtime.artifact import ArtifactError
+        from mlc.runtime.data import DataError
+        try:
+            return fn(*args, **kwargs)
+        except MlcError as e:
+            err.print(e.render(), markup=False)
+        except (ArtifactError, DataError) as e:
+            err.print(f"error: {e}", markup=False)
+        except KeyboardInterrupt:
+            err.print("interrupted", markup=False)
+            sys.exit(130)
+        sys.exit(1)
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mlc")
+def main():
+    """mlc: compile declarative .dml programs into trained, deployable models."""
+    os.environ.setdefault("JAX_PLATFORMS", "cpu" if not os.environ.get("MLC_ALLOW_ACCELERATORS") else "")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@main.command()
+@click.argument("program", type=click.Path(dir_okay=False))
+@user_errors
+def check(program):
+    """Check PROGRAM and its data; print diagnostics, change nothing."""
+    from mlc.compile import frontend
+    fe = frontend(program)
+    r = fe.resolved
+    out.print(f"{program}: ok: {len(r.inputs)} inputs, {len(r.outputs)} outputs, "
+              f"{fe.table.num_rows} rows ({', '.join(f'{k} {len(v)}' for k, v in fe.splits.items())})")
+
+
+@main.command()
+@click.argument("program", type=click.Path(dir_okay=False))
+@user_errors
+def explain(program):
+    """Print PROGRAM with every default filled in, and why (valid .dml)."""
+    from mlc.compile import frontend
+    from mlc.explain import explain as render
+    click.echo(render(frontend(program).resolved), nl=False)
+
+
+@main.command()
+@click.argument("program", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for report.json and model.mlc [default: runs/<program name>]")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for initialization and shuffling.")
+@user_errors
+def run(program, out_dir, seed):
+    """Train PROGRAM, evaluate it, write DIR/report.json and DIR/model.mlc."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from mlc.runtime.run import run as run_job
+    out_dir = out_dir or str(Path("runs") / Path(program).stem)
+    with Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("epochs"),
+                  TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=err,
+                  transient=False) as bar:
+        task = bar.add_task("train", total=None, info="compiling")
+
+        def progress(epoch, epochs, info):
+            best = f"{info['best']:.4f}" if info["best"] is not None else "-"
+            bar.update(task, completed=epoch, total=epochs,
+                       info=f"loss {info['train_loss']:.4f}  {info['metric']} {info['value']:.4f} "
+                            f"(best {best} @ {info['best_epoch']})")
+        report = run_job(program, out_dir, seed, progress, log=lambda m: err.print(m, markup=False))
+        bar.update(task, total=report["training"]["epochs_run"], completed=report["training"]["epochs_run"])
+    _summary(report, out_dir)
+
+
+def _summary(report: dict, out_dir: str):
+    t = Table(title=f"{report['program']}  (seed {report['seed']})")
+    t.add_column("output")
+    t.add_column("metric")
+    for split in ("train", "validation", "test"):
+        t.add_column(split, justify="right")
+    for output, metrics in report["metrics"]["test"].items():
+        for metric in metrics:
+            t.add_row(output, metric, *(f"{report['metrics'][s][output][metric]:.4f}"
+                                        for s in ("train", "validation", "test")))
+    out.print(t)
+    tr, tm = report["training"], report["timings_seconds"]
+    out.print(f"best epoch {tr['best_epoch']} of {tr['epochs_run']} run; "
+              f"{tr['rows_per_second']:,.0f} rows/s; total {tm['total']:.1f} s "
+              f"(first epoch incl. compile {tm['compile_first_epoch']:.1f} s)")
+    out.print(f"wrote {Path(out_dir) / 'report.json'} and {Path(out_dir) / 'model.mlc'}")
+
+
+@main.command()
+@click.argument("artifact", type=click.Path(dir_okay=False))
+@click.option("--data", "data_file", required=True, type=click.Path(dir_okay=False),
+              help="CSV or Parquet file with the input columns.")
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False), help="CSV file to write.")
+@user_errors
+def predict(artifact, data_file, out_file):
+    """Predict with a trained ARTIFACT (model.mlc) on a data file."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    import mlc
+    from mlc.runtime import data as D
+    model = mlc.load(artifact)
+    table = D.read_table(Path(data_file))
+    missing = [c for c in model.inputs if c not in table.column_names]
+    if missing:
+        raise D.DataError(f"`{data_file}` lacks input column(s) {', '.join(missing)} that the model needs")
+    cols = model.predict(table)
+    pacsv.write_csv(pa.table(cols), out_file)
+    err.print(f"wrote {table.num_rows} predictions to {out_file}", markup=False)
+
+
+@main.command()
+@click.argument("datafile", type=click.Path(dir_okay=False))
+@click.option("--target", "targets", required=True, multiple=True, help="Column to predict (repeatable).")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None,
+              help="Write the program here instead of printing it.")
+@user_errors
+def init(datafile, targets, out_file):
+    """Write a starter program for DATAFILE with inferred column types."""
+    from mlc.init import starter_program
+    text = starter_program(Path(datafile), list(targets), Path(out_file) if out_file else None)
+    if out_file:
+        if Path(out_file).exists():
+            raise MlcError_from(f"`{out_file}` exists; not overwriting it")
+        Path(out_file).write_text(text)
+        err.print(f"wrote {out_file}; try `mlc run {out_file}`", markup=False)
+    else:
+        click.echo(text, nl=False)
+
+
+def MlcError_from(message: str) -> MlcError:
+    from mlc.diagnostics import Diagnostic
+    return MlcError(Diagnostic(message))
+
+
+@main.command()
+@click.argument("program", type=click.Path(dir_okay=False))
+@click.option("--emit", type=click.Choice(["ir"]), default="ir", show_default=True,
+              help="What to print: the graph IR after lowering.")
+@user_errors
+def compile(program, emit):  # noqa: A001 - the command is called compile
+    """Compile PROGRAM and print the chosen stage (the IR for now)."""
+    from mlc.compile import frontend
+    from mlc.ir.graph import print_graph, verify
+    from mlc.ir.lower import lower
+    from mlc.runtime import data as D
+    from mlc.runtime import preprocess as P
+    fe = frontend(program)
+    state = P.fit(fe.resolved, D.take(fe.table, fe.splits["train"]), fe.facts)
+    graph = lower(fe.resolved, state)
+    verify(graph)
+    click.echo(print_graph(graph), nl=False)
+
+
+if __name__ == "__main__":
+    main()

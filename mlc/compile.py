@@ -1,0 +1,55 @@
+"""The front half of the pipeline, shared by every command: parse, check,
+load and check the data, resolve defaults."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from mlc import spec
+from mlc.diagnostics import Diagnostic, MlcError
+from mlc.grammar.parse import parse
+from mlc.passes.check import Checked, check
+from mlc.passes.check_data import check_data, load_data
+from mlc.passes.defaults import resolve, split_of
+from mlc.runtime import data as D
+
+
+@dataclass
+class Frontend:
+    checked: Checked
+    table: pa.Table  # rows with every output present
+    splits: dict  # name -> row indices into table
+    resolved: spec.Resolved
+    dropped_rows: int
+    facts: dict  # column -> what check_data learned (distinct values, missing cells)
+
+
+def read_program(path: str | Path) -> tuple[str, str]:
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8"), str(p)
+    except FileNotFoundError:
+        raise MlcError(Diagnostic(f"no such program file `{p}`")) from None
+    except IsADirectoryError:
+        raise MlcError(Diagnostic(f"`{p}` is a folder, not a .dml program")) from None
+    except UnicodeDecodeError:
+        raise MlcError(Diagnostic(f"`{p}` is not UTF-8 text")) from None
+
+
+def frontend(path: str | Path) -> Frontend:
+    source, file = read_program(path)
+    checked = check(parse(source, file))
+    table = load_data(checked)
+    facts = check_data(checked, table)
+    outputs = [f.name for f in checked.program.outputs]
+    table, dropped = D.drop_missing(table, outputs)
+    split, _ = split_of(checked.data)
+    splits = D.split_indices(table.num_rows, split, table)
+    for name, rows in splits.items():
+        if len(rows) == 0:
+            raise MlcError(Diagnostic(f"the {name} split is empty ({table.num_rows} rows in all)",
+                                      checked.data.span, file, "use more rows or a larger share"), source)
+    resolved = resolve(checked, facts, len(splits["train"]))
+    return Frontend(checked, table, splits, resolved, dropped, facts)

@@ -1,0 +1,64 @@
+"""`mlc init`: a starter program with a type inferred for every column."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+from mlc.diagnostics import Diagnostic, MlcError, did_you_mean
+from mlc.runtime import data as D
+
+KEYWORDS = {"data", "input", "output", "split", "seed", "by", "combiner", "train", "on"}
+
+
+def infer_type(col: pa.ChunkedArray, rows: int) -> tuple[str | None, str]:
+    """(type, reason); type None means the column is left out."""
+    values = D.distinct(D.as_strings(col))
+    numeric = pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
+    if len(values) <= 1:
+        return None, "a single value: nothing to learn from"
+    if len(values) == 2:
+        return "binary", "two values"
+    if numeric:
+        return "number", f"numbers, {len(values)} distinct"
+    if len(values) > max(50, 0.5 * rows):
+        return None, f"text with {len(values)} distinct values in {rows} rows: looks like an id or free text"
+    return "category", f"text, {len(values)} distinct values"
+
+
+def starter_program(path: Path, targets: list[str], program_path: Path | None = None) -> str:
+    try:
+        table = D.read_table(path)
+    except D.DataError as e:
+        raise MlcError(Diagnostic(e.message, hint=e.hint)) from None
+    for t in targets:
+        if t not in table.column_names:
+            raise MlcError(Diagnostic(f"`{path.name}` has no column `{t}`",
+                                      hint=did_you_mean(t, table.column_names)))
+    base = program_path.parent if program_path else Path.cwd()
+    try:
+        rel = path.resolve().relative_to(base.resolve())
+    except ValueError:
+        rel = path.resolve()
+    lines = [f"# Starter program for {path.name}, written by `mlc init`.",
+             "# Check the inferred types, then: mlc explain / mlc run", f'data "{rel.as_posix()}"', ""]
+    rows = []
+    for name in table.column_names:
+        role = "output" if name in targets else "input"
+        if not name.isidentifier() or name in KEYWORDS:
+            rows.append((f"# {role} {name}", "", "not a valid name in .dml: rename the column to use it"))
+            continue
+        type_, why = infer_type(table.column(name), table.num_rows)
+        if type_ is None:
+            if role == "output":
+                raise MlcError(Diagnostic(f"cannot predict `{name}`: {why}"))
+            rows.append((f"# input  {name}", "", f"left out: {why}"))
+            continue
+        rows.append((f"{role.ljust(6)} {name}", f": {type_}", why))
+    width = max(len(a) for a, _, _ in rows)
+    twidth = max(len(b) for _, b, _ in rows)
+    inputs = [r for r in rows if not r[0].startswith("output")]
+    outputs = [r for r in rows if r[0].startswith("output")]
+    for a, b, why in inputs + outputs:
+        lines.append(f"{a.ljust(width)} {b.ljust(twidth)}  # {why}".rstrip())
+    return "\n".join(lines) + "\n"

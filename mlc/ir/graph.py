@@ -1,0 +1,215 @@
+"""The graph IR, defined in one place: typed SSA tensor ops.
+
+A Graph has named inputs (data fed per batch), parameters (learned tensors with
+an initializer), a list of ops in SSA form (each defines one value, used by name)
+and named outputs. Shapes use "B" for the batch dimension. Every op's result
+type is computed by its rule in `OPS`, so a graph built here is well-typed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+Dim = int | str
+Shape = tuple[Dim, ...]
+
+
+@dataclass(frozen=True)
+class TensorType:
+    dtype: str  # "f32" | "i32"
+    shape: Shape
+
+    def __str__(self) -> str:
+        return f"{self.dtype}[{','.join(str(d) for d in self.shape)}]"
+
+
+@dataclass
+class Op:
+    result: str
+    opcode: str
+    args: tuple[str, ...]
+    attrs: dict
+    type: TensorType
+
+
+@dataclass
+class Param:
+    name: str
+    type: TensorType
+    init: dict  # {"kind": "glorot"} | {"kind": "zeros"} | {"kind": "normal", "std": s} | {"kind": "const", "values": [...]}
+
+
+@dataclass
+class Graph:
+    name: str
+    inputs: dict[str, TensorType] = field(default_factory=dict)
+    params: dict[str, Param] = field(default_factory=dict)
+    ops: list[Op] = field(default_factory=list)
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    def type_of(self, value: str) -> TensorType:
+        if value in self.inputs:
+            return self.inputs[value]
+        if value in self.params:
+            return self.params[value].type
+        for op in self.ops:
+            if op.result == value:
+                return op.type
+        raise KeyError(value)
+
+
+class IRError(Exception):
+    pass
+
+
+# ---- typing rules ------------------------------------------------------------
+def _same(ts, a):
+    return ts[0]
+
+
+def _broadcast(ts, a):
+    x, y = ts
+    if x.dtype != y.dtype:
+        raise IRError(f"dtype mismatch {x} vs {y}")
+    shape = []
+    for dx, dy in zip(reversed((1,) * (len(y.shape) - len(x.shape)) + x.shape),
+                      reversed((1,) * (len(x.shape) - len(y.shape)) + y.shape)):
+        if dx != dy and 1 not in (dx, dy):
+            raise IRError(f"cannot broadcast {x} with {y}")
+        shape.append(dy if dx == 1 else dx)
+    return TensorType(x.dtype, tuple(reversed(shape)))
+
+
+def _matmul(ts, a):
+    x, w = ts
+    if x.shape[-1] != w.shape[0]:
+        raise IRError(f"matmul inner dimensions differ: {x} @ {w}")
+    return TensorType(x.dtype, x.shape[:-1] + w.shape[1:])
+
+
+def _concat(ts, a):
+    axis = a["axis"]
+    width = sum(t.shape[axis] for t in ts)
+    return TensorType(ts[0].dtype, ts[0].shape[:axis] + (width,) + ts[0].shape[axis + 1:])
+
+
+def _gather(ts, a):
+    table, idx = ts
+    if idx.dtype != "i32":
+        raise IRError(f"gather indices must be i32, got {idx}")
+    return TensorType(table.dtype, idx.shape + table.shape[1:])
+
+
+def _one_hot(ts, a):
+    return TensorType("f32", ts[0].shape + (a["depth"],))
+
+
+def _per_row(ts, a):
+    return TensorType("f32", ts[0].shape[:1])
+
+
+def _scalar(ts, a):
+    return TensorType("f32", ())
+
+
+ELEMENTWISE_UNARY = ("relu", "gelu", "silu", "tanh", "sigmoid", "neg", "exp", "log", "dropout", "scale")
+ELEMENTWISE_BINARY = ("add", "sub", "mul")
+
+# opcode -> (number of args or None for any, result type rule)
+OPS: dict[str, tuple[int | None, Callable]] = {
+    **{op: (1, _same) for op in ELEMENTWISE_UNARY},
+    **{op: (2, _broadcast) for op in ELEMENTWISE_BINARY},
+    "softmax": (1, _same),
+    "matmul": (2, _matmul),
+    "concat": (None, _concat),
+    "gather": (2, _gather),
+    "one_hot": (1, _one_hot),
+    "layernorm": (3, _same),
+    "bce_logits": (2, _per_row),
+    "softmax_ce": (2, _per_row),
+    "squared_error": (2, _per_row),
+    "abs_error": (2, _per_row),
+    "huber": (2, _per_row),
+    "mean": (1, _scalar),
+}
+
+
+class Builder:
+    """Appends ops to a graph, naming results %0, %1, ... and typing them."""
+
+    def __init__(self, name: str):
+        self.graph = Graph(name)
+        self._n = 0
+
+    def input(self, name: str, type_: TensorType) -> str:
+        self.graph.inputs[name] = type_
+        return name
+
+    def param(self, name: str, shape: Shape, init: dict) -> str:
+        self.graph.params[name] = Param(name, TensorType("f32", tuple(shape)), init)
+        return name
+
+    def op(self, opcode: str, *args: str, **attrs) -> str:
+        arity, rule = OPS[opcode]
+        if arity is not None and len(args) != arity:
+            raise IRError(f"{opcode} takes {arity} arguments, got {len(args)}")
+        type_ = rule([self.graph.type_of(a) for a in args], attrs)
+        result = f"{self._n}"
+        self._n += 1
+        self.graph.ops.append(Op(result, opcode, tuple(args), dict(attrs), type_))
+        return result
+
+    def output(self, name: str, value: str):
+        self.graph.outputs[name] = value
+
+
+def verify(g: Graph) -> None:
+    """Every value defined once before use, every type equal to its rule's."""
+    defined = set(g.inputs) | set(g.params)
+    for op in g.ops:
+        if op.opcode not in OPS:
+            raise IRError(f"%{op.result}: unknown op `{op.opcode}`")
+        for a in op.args:
+            if a not in defined:
+                raise IRError(f"%{op.result}: uses %{a} before it is defined")
+        if op.result in defined:
+            raise IRError(f"%{op.result} is defined twice")
+        expected = OPS[op.opcode][1]([g.type_of(a) for a in op.args], op.attrs)
+        if expected != op.type:
+            raise IRError(f"%{op.result}: type {op.type} but {op.opcode} gives {expected}")
+        defined.add(op.result)
+    for name, v in g.outputs.items():
+        if v not in defined:
+            raise IRError(f"output {name} refers to undefined %{v}")
+
+
+def _attrs(attrs: dict) -> str:
+    return " {" + ", ".join(f"{k}={v!r}" for k, v in attrs.items()) + "}" if attrs else ""
+
+
+def _init(init: dict) -> str:
+    rest = ", ".join(f"{k}={v!r}" for k, v in init.items() if k != "kind")
+    return f"{init['kind']}({rest})"
+
+
+def print_graph(g: Graph) -> str:
+    lines = [f"graph {g.name} {{"]
+    lines += [f"  input %{n} : {t}" for n, t in g.inputs.items()]
+    lines += [f"  param %{p.name} : {p.type} = {_init(p.init)}" for p in g.params.values()]
+    for op in g.ops:
+        args = ", ".join(f"%{a}" for a in op.args)
+        lines.append(f"  %{op.result} = {op.opcode}({args}){_attrs(op.attrs)} : {op.type}")
+    lines += [f"  output {n} = %{v}" for n, v in g.outputs.items()]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def live_ops(g: Graph, wanted: list[str]) -> list[Op]:
+    """The ops needed to compute the wanted outputs, in order."""
+    need = {g.outputs[w] for w in wanted}
+    keep = []
+    for op in reversed(g.ops):
+        if op.result in need:
+            keep.append(op)
+            need.update(op.args)
+    return list(reversed(keep))

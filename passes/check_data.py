@@ -1,0 +1,107 @@
+"""Check the program against its data: columns exist and hold what their type says.
+
+Runs after `check` and before `defaults`; returns the facts about each column
+that the defaults pass needs (distinct values, missing cells, row count).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+from mlc.diagnostics import Diagnostic, MlcError, did_you_mean
+from mlc.grammar import ast
+from mlc.runtime import data as D
+
+from .check import Checked
+
+POSITIVE_WORDS = ("1", "true", "yes", "y", "t", "positive", "pos")
+SPLIT_VALUES = ("train", "validation", "test")
+
+
+def data_path(checked: Checked) -> Path:
+    return (Path(checked.program.file).parent / checked.data.path).resolve()
+
+
+def load_data(checked: Checked) -> pa.Table:
+    try:
+        return D.read_table(data_path(checked))
+    except D.DataError as e:
+        raise MlcError(Diagnostic(e.message, checked.data.span, checked.program.file, e.hint),
+                       checked.program.source) from None
+
+
+def check_data(checked: Checked, table: pa.Table) -> dict[str, dict]:
+    prog = checked.program
+    diags: list[Diagnostic] = []
+
+    def error(message, span, hint=None):
+        diags.append(Diagnostic(message, span, prog.file, hint))
+
+    columns = table.column_names
+    facts: dict[str, dict] = {}
+    split = checked.data.split
+    if isinstance(split, ast.SplitBy):
+        if split.column not in columns:
+            error(f"the data has no column `{split.column}` to split by", split.span,
+                  did_you_mean(split.column, columns))
+        else:
+            values = D.distinct(D.as_strings(table.column(split.column)))
+            bad = [v for v in values if v not in SPLIT_VALUES]
+            if bad:
+                error(f"split column `{split.column}` holds {', '.join(repr(v) for v in bad[:3])}",
+                      split.span, "its values must be `train`, `validation` or `test`")
+            for need in SPLIT_VALUES:
+                if need not in values and not bad:
+                    error(f"split column `{split.column}` has no `{need}` rows", split.span)
+
+    for f in checked.features.values():
+        if f.name not in columns:
+            error(f"the data has no column `{f.name}`", f.span, did_you_mean(f.name, columns))
+            continue
+        col = table.column(f.name)
+        fact = {"missing": col.null_count, "rows": table.num_rows}
+        if col.null_count == table.num_rows:
+            error(f"column `{f.name}` is empty in every row", f.span)
+            continue
+        if f.type == "number":
+            try:
+                D.as_numbers(col)
+            except D.DataError as e:
+                error(f"column `{f.name}` is declared `number` but {e.message}", f.type_span, e.hint)
+                continue
+        elif f.type in ("binary", "category"):
+            values = D.distinct(D.as_strings(col))
+            fact["values"] = values
+            if f.type == "binary" and len(values) > 2:
+                shown = ", ".join(values[:4]) + (", ..." if len(values) > 4 else "")
+                numeric = pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
+                error(f"column `{f.name}` has {len(values)} distinct values ({shown}); "
+                      f"`binary` needs exactly two", f.type_span,
+                      "declare it as `category`" + (" or `number`" if numeric else ""))
+                continue
+            if f.role == "output" and len(values) < 2:
+                error(f"output `{f.name}` holds a single value ({values[0]!r}): there is nothing to learn",
+                      f.span)
+                continue
+            if f.type == "binary" and f.role == "output":
+                fact["positive"] = _positive(checked, f, values, error)
+        facts[f.name] = fact
+    if diags:
+        raise MlcError(diags, prog.source)
+    return facts
+
+
+def _positive(checked: Checked, f: ast.Feature, values: list[str], error) -> tuple[str, str] | None:
+    """The positive class of a binary output and why it was chosen."""
+    chosen = checked.options[f"output.{f.name}"].get("positive")
+    if chosen is not None:
+        if chosen not in values:
+            error(f"`positive = {chosen!r}` is not a value of `{f.name}`",
+                  checked.option_spans[f"output.{f.name}.positive"],
+                  "the column holds " + " and ".join(repr(v) for v in values))
+        return chosen, "set in the program"
+    for v in values:
+        if v.lower() in POSITIVE_WORDS:
+            return v, f"`{v}` reads as the positive value"
+    return values[-1], "no value reads as positive; took the later one in sorted order"

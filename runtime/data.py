@@ -1,0 +1,123 @@
+"""Reading data files and turning columns into typed numpy arrays.
+
+CSV and Parquet go through pyarrow. Failures become diagnostics that point at
+the `data` statement (file problems) or at the feature line (column problems).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+# "None" is left out on purpose: it is a real category value in some data sets.
+NULL_VALUES = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "?"]
+
+
+class DataError(Exception):
+    """A problem with a data file or column; the caller attaches the location."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message, self.hint = message, hint
+
+
+def read_table(path: Path) -> pa.Table:
+    if not path.exists():
+        raise DataError(f"data file `{path}` does not exist",
+                        "paths are relative to the .dml file")
+    if path.is_dir():
+        raise DataError(f"`{path}` is a folder, not a data file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+                null_values=NULL_VALUES, strings_can_be_null=True))
+        elif suffix in (".parquet", ".pq"):
+            table = pq.read_table(path)
+        else:
+            raise DataError(f"cannot read `{path.name}`: unknown format", "use a .csv or .parquet file")
+    except (pa.ArrowInvalid, pa.ArrowException, OSError, UnicodeDecodeError) as e:
+        detail = str(e).splitlines()[0]
+        if "utf8" in detail.lower() or "utf-8" in detail.lower():
+            raise DataError(f"cannot read `{path.name}`: it is not UTF-8 text ({detail})",
+                            "save the file as UTF-8 CSV") from None
+        raise DataError(f"cannot read `{path.name}`: {detail}",
+                        "check that it is a well-formed CSV (one header line, the same number of "
+                        "fields on every line) or a Parquet file") from None
+    if table.num_rows == 0:
+        raise DataError(f"`{path.name}` has no rows")
+    return table
+
+
+def as_strings(col: pa.ChunkedArray) -> list[str | None]:
+    """Canonical text of each value: 1.0 -> "1", True -> "true", null -> None."""
+    if pa.types.is_floating(col.type):
+        values = col.to_numpy(zero_copy_only=False)
+        finite = values[~np.isnan(values)]
+        if finite.size and np.all(finite == np.round(finite)) and np.all(np.abs(finite) < 2**53):
+            return [None if np.isnan(v) else str(int(v)) for v in values]
+    if pa.types.is_boolean(col.type):
+        return [None if v is None else ("true" if v else "false") for v in col.to_pylist()]
+    if pa.types.is_dictionary(col.type):
+        col = col.cast(pa.string())
+    return [None if v is None else str(v) for v in col.to_pylist()]
+
+
+def as_numbers(col: pa.ChunkedArray) -> np.ndarray:
+    """float64 with NaN for missing; raises DataError naming the first text value."""
+    if pa.types.is_boolean(col.type):
+        col = col.cast(pa.int8())
+    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_decimal(col.type):
+        return col.cast(pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
+    texts = as_strings(col)
+    out = np.empty(len(texts), dtype=np.float64)
+    for i, t in enumerate(texts):
+        if t is None:
+            out[i] = np.nan
+            continue
+        try:
+            out[i] = float(t.strip().replace(",", "")) if t.strip() else np.nan
+        except ValueError:
+            raise DataError(f"holds text such as \"{t}\" (row {i + 1})",
+                            "declare it as `category`, or clean the column") from None
+    return out
+
+
+def distinct(values: list[str | None]) -> list[str]:
+    return sorted({v for v in values if v is not None})
+
+
+def split_indices(n: int, split: dict, table: pa.Table | None = None) -> dict[str, np.ndarray]:
+    """Row indices of train/validation/test.
+
+    Ratio split: shuffle row indices with numpy's default_rng(seed), then take
+    the first n*parts[0]//100 rows for train, the next n*parts[1]//100 for validation,
+    the rest for test (benchmarks/hgb_baseline.py reproduces this rule).
+    """
+    if split["kind"] == "ratio":
+        perm = np.random.default_rng(split["seed"]).permutation(n)
+        a = n * split["parts"][0] // 100
+        b = a + n * split["parts"][1] // 100
+        return {"train": np.sort(perm[:a]), "validation": np.sort(perm[a:b]), "test": np.sort(perm[b:])}
+    values = np.array([v if v is not None else "" for v in as_strings(table.column(split["column"]))])
+    return {name: np.flatnonzero(values == name) for name in ("train", "validation", "test")}
+
+
+def take(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    return table.take(pa.array(rows, type=pa.int64()))
+
+
+def drop_missing(table: pa.Table, columns: list[str]) -> tuple[pa.Table, int]:
+    """Rows whose output value is missing cannot be learned from or scored."""
+    mask = None
+    for c in columns:
+        valid = pc.is_valid(table.column(c))
+        mask = valid if mask is None else pc.and_(mask, valid)
+    if mask is None:
+        return table, 0
+    kept = table.filter(mask)
+    return kept, table.num_rows - kept.num_rows

@@ -1,0 +1,59 @@
+"""Metrics per output type, in numpy (tests check them against scikit-learn)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve via the rank-sum (Mann-Whitney) formula; ties share ranks."""
+    y = np.asarray(y).astype(bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(score, kind="mergesort")
+    s = np.asarray(score)[order]
+    ranks = np.empty(len(s))
+    i = 0
+    while i < len(s):  # average ranks over runs of equal scores
+        j = i
+        while j + 1 < len(s) and s[j + 1] == s[i]:
+            j += 1
+        ranks[i:j + 1] = (i + j) / 2 + 1
+        i = j + 1
+    r = np.empty(len(s))
+    r[order] = ranks
+    return float((r[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _f1(tp, fp, fn) -> float:
+    return 0.0 if tp == 0 else float(2 * tp / (2 * tp + fp + fn))
+
+
+def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict:
+    y = y.astype(bool)
+    pred = p >= 0.5
+    tp, fp, fn = int((pred & y).sum()), int((pred & ~y).sum()), int((~pred & y).sum())
+    eps = 1e-7
+    pc = np.clip(p, eps, 1 - eps)
+    return {"roc_auc": roc_auc(y, p), "accuracy": float((pred == y).mean()), "f1": _f1(tp, fp, fn),
+            "loss": float(-(y * np.log(pc) + (~y) * np.log(1 - pc)).mean())}
+
+
+def category_metrics(y: np.ndarray, probs: np.ndarray) -> dict:
+    pred = probs.argmax(axis=1)
+    f1s = []
+    for k in range(probs.shape[1]):
+        if not ((y == k).any() or (pred == k).any()):
+            continue  # a class absent from both does not count, as in scikit-learn's labels=present
+        tp = int(((pred == k) & (y == k)).sum())
+        f1s.append(_f1(tp, int(((pred == k) & (y != k)).sum()), int(((pred != k) & (y == k)).sum())))
+    p_true = np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0)
+    return {"accuracy": float((pred == y).mean()), "macro_f1": float(np.mean(f1s)),
+            "loss": float(-np.log(p_true).mean())}
+
+
+def number_metrics(y: np.ndarray, pred: np.ndarray) -> dict:
+    err = pred - y
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    return {"r2": float(1 - (err ** 2).sum() / ss_tot) if ss_tot > 0 else float("nan"),
+            "mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err ** 2).mean()))}

@@ -1,0 +1,83 @@
+"""`mlc run`: data -> preprocessing -> training -> evaluation -> report and artifact."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mlc.compile import frontend
+from mlc.explain import explain
+from mlc.ir.graph import verify
+from mlc.ir.lower import lower
+from mlc.runtime import artifact
+from mlc.runtime import data as D
+from mlc.runtime import preprocess as P
+from mlc.runtime.train import Evaluator, output_metrics, train
+
+SPLITS = ("train", "validation", "test")
+
+
+def run(path: str | Path, out_dir: str | Path, seed: int = 0, progress=None, log=print) -> dict:
+    t_start = time.perf_counter()
+    timings = {}
+    fe = frontend(path)
+    r = fe.resolved
+    tables = {s: D.take(fe.table, fe.splits[s]) for s in SPLITS}
+    timings["load_and_check"] = time.perf_counter() - t_start
+    if fe.dropped_rows:
+        log(f"note: dropped {fe.dropped_rows} rows whose output is empty")
+
+    t = time.perf_counter()
+    state = P.fit(r, tables["train"], fe.facts)
+    encoded = {s: (P.encode_inputs(r, state, tables[s]), P.encode_targets(r, state, tables[s])) for s in SPLITS}
+    graph = lower(r, state)
+    verify(graph)
+    timings["preprocess"] = time.perf_counter() - t
+
+    result = train(r, graph, state, encoded, seed, progress)
+    timings["compile_first_epoch"] = result.compile_seconds
+    timings["train"] = result.train_seconds
+
+    t = time.perf_counter()
+    wanted = [w for w in graph.outputs if w.startswith("pred.")] + \
+             [w for w in graph.outputs if w.startswith("loss.")]
+    evaluate = Evaluator(graph, wanted)
+    metrics = {}
+    for s in SPLITS:
+        inputs, targets = encoded[s]
+        metrics[s] = output_metrics(r, evaluate(result.params, {**inputs, **targets}), targets, state)
+    timings["evaluate"] = time.perf_counter() - t
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    program_text = explain(r)
+    artifact.save(out / "model.mlc", r, state, graph, result.params, program_text)
+    timings["total"] = time.perf_counter() - t_start
+    report = {
+        "program": str(path),
+        "seed": seed,
+        "metrics": metrics,
+        "rows": {s: int(len(fe.splits[s])) for s in SPLITS},
+        "dropped_rows": fe.dropped_rows,
+        "training": {"epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
+                     "steps": result.steps, "batch_size": r.train["batch_size"],
+                     "early_stop": r.train["early_stop"],
+                     "rows_per_second": result.steps * min(r.train["batch_size"], len(fe.splits["train"]))
+                     / max(result.train_seconds, 1e-9),
+                     "history": result.history},
+        "timings_seconds": {k: round(v, 4) for k, v in timings.items()},
+        "resolved": r.to_json(),
+        "resolved_program": program_text,
+        "parameters": int(sum(np.asarray(p).size for p in result.params.values())),
+        "versions": artifact.versions(),
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=1, default=_json_default))
+    return report
+
+
+def _json_default(x):
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    raise TypeError(type(x))

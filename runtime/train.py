@@ -1,0 +1,168 @@
+"""The training loop: whole epochs compiled as one XLA program.
+
+The training split lives on the device; each epoch is a single jitted call that
+shuffles row indices and runs `lax.scan` over the minibatches, so Python runs
+once per epoch, not once per step. Validation runs after every epoch and the
+parameters of the best epoch (by the early-stopping metric) are kept.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from mlc import spec
+from mlc.backends import jax_backend
+from mlc.ir.graph import Graph
+from mlc.runtime import metrics as M
+
+
+def make_optimizer(train: dict, total_steps: int) -> optax.GradientTransformation:
+    opt, sched = train["optimizer"], train["schedule"]
+    lr = opt["lr"]
+    if sched["name"] == "cosine":
+        warmup = int(total_steps * sched["warmup"])
+        schedule = optax.warmup_cosine_decay_schedule(0.0 if warmup else lr, lr, max(warmup, 1) if warmup else 0,
+                                                      max(total_steps, warmup + 1), end_value=0.0) \
+            if warmup else optax.cosine_decay_schedule(lr, max(total_steps, 1))
+    else:
+        schedule = optax.constant_schedule(lr)
+    if opt["name"] == "adamw":
+        # Decay weight matrices only, not biases, norms or embeddings.
+        mask = lambda params: {k: (v.ndim == 2 and not k.startswith("embed.")) for k, v in params.items()}  # noqa: E731
+        base = optax.adamw(schedule, b1=opt["b1"], b2=opt["b2"], weight_decay=opt["weight_decay"], mask=mask)
+    elif opt["name"] == "adam":
+        base = optax.adam(schedule, b1=opt["b1"], b2=opt["b2"])
+    else:
+        base = optax.sgd(schedule, momentum=opt["momentum"] or None)
+    if train["grad_clip"] > 0:
+        return optax.chain(optax.clip_by_global_norm(train["grad_clip"]), base)
+    return base
+
+
+def output_metrics(resolved: spec.Resolved, preds: dict, targets: dict, state: dict) -> dict:
+    """Metrics per output, in the units the user sees."""
+    out = {}
+    for f in resolved.outputs:
+        p, y = np.asarray(preds[f"pred.{f['name']}"]), np.asarray(targets[f"y_{f['name']}"])
+        if f["type"] == "binary":
+            out[f["name"]] = M.binary_metrics(y, p[:, 0])
+        elif f["type"] == "category":
+            out[f["name"]] = M.category_metrics(y, p)
+        else:
+            st = state["outputs"][f["name"]]
+            out[f["name"]] = M.number_metrics(y * st["std"] + st["mean"], p[:, 0] * st["std"] + st["mean"])
+            out[f["name"]]["loss"] = float(np.mean(np.asarray(preds[f"loss.{f['name']}"])))
+    return out
+
+
+def metric_value(metric: str, split_metrics: dict, total_loss: float) -> float:
+    """`val.loss` or `val.OUT.METRIC` -> its value in this epoch's metrics."""
+    parts = metric.split(".")
+    return total_loss if parts[1:] == ["loss"] else split_metrics[parts[1]][parts[2]]
+
+
+@dataclass
+class TrainResult:
+    params: dict
+    best_epoch: int
+    epochs_run: int
+    history: list = field(default_factory=list)
+    compile_seconds: float = 0.0
+    train_seconds: float = 0.0
+    steps: int = 0
+
+
+class Evaluator:
+    """Jitted forward pass over a whole split, in batches that bound memory."""
+
+    def __init__(self, graph: Graph, wanted: list[str], batch: int = 8192):
+        self.fn = jax.jit(jax_backend.build(graph, wanted))
+        self.batch = batch
+
+    def __call__(self, params, inputs: dict) -> dict:
+        n = len(next(iter(inputs.values())))
+        chunks = []
+        for start in range(0, n, self.batch):
+            part = {k: v[start:start + self.batch] for k, v in inputs.items()}
+            chunks.append(jax.device_get(self.fn(params, part)))
+        return {k: (np.concatenate([c[k] for c in chunks]) if np.ndim(chunks[0][k]) else
+                    np.array([c[k] for c in chunks]))  # losses: one mean per chunk
+                for k in chunks[0]}
+
+
+def train(resolved: spec.Resolved, graph: Graph, state: dict, splits: dict, seed: int,
+          progress=None) -> TrainResult:
+    """splits: name -> (inputs, targets) numpy dicts. progress(epoch, epochs, info) is called per epoch."""
+    cfg = resolved.train
+    train_inputs, train_targets = splits["train"]
+    data = {k: jnp.asarray(v) for k, v in {**train_inputs, **train_targets}.items()}
+    n = len(next(iter(data.values())))
+    batch = min(cfg["batch_size"], n)
+    steps = max(1, n // batch)  # drop the ragged last batch: every step sees a full batch
+    epochs = cfg["epochs"]
+    optimizer = make_optimizer(cfg, steps * epochs)
+    loss_fn = jax_backend.build(graph, ["loss"])
+
+    def loss_of(params, batch_data, key):
+        return loss_fn(params, batch_data, key, True)["loss"]
+
+    def step(carry, idx):
+        params, opt_state, key = carry
+        key, sub = jax.random.split(key)
+        batch_data = {k: v[idx] for k, v in data.items()}
+        loss, grads = jax.value_and_grad(loss_of)(params, batch_data, sub)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state, key), loss
+
+    @jax.jit
+    def run_epoch(params, opt_state, key):
+        key, perm_key = jax.random.split(key)
+        perm = jax.random.permutation(perm_key, n)[: steps * batch].reshape(steps, batch)
+        (params, opt_state, key), losses = jax.lax.scan(step, (params, opt_state, key), perm)
+        return params, opt_state, key, losses.mean()
+
+    key = jax.random.PRNGKey(seed)
+    key, init_key = jax.random.split(key)
+    params = jax_backend.init_params(graph, init_key)
+    opt_state = optimizer.init(params)
+    wanted = [w for w in graph.outputs if w.startswith(("pred.", "loss"))]
+    evaluate = Evaluator(graph, wanted)
+    val_inputs, val_targets = splits["validation"]
+    val_data = {**val_inputs, **val_targets}
+
+    metric = cfg["early_stop"]["metric"]
+    name = metric.split(".")[-1]
+    higher = spec.HIGHER_IS_BETTER.get(name, False) and metric != "val.loss"
+    best, best_params, best_epoch, history = None, params, 0, []
+    patience = cfg["early_stop"]["patience"]
+    t0 = time.perf_counter()
+    compile_seconds = 0.0
+    epoch = 0
+    for epoch in range(1, epochs + 1):
+        t_epoch = time.perf_counter()
+        params, opt_state, key, train_loss = run_epoch(params, opt_state, key)
+        train_loss = float(train_loss)
+        if epoch == 1:
+            compile_seconds = time.perf_counter() - t_epoch
+        preds = evaluate(params, val_data)
+        val = output_metrics(resolved, preds, val_targets, state)
+        val_loss = float(np.mean(preds["loss"]))
+        value = metric_value(metric, val, val_loss)
+        improved = best is None or (value > best if higher else value < best)
+        if improved and np.isfinite(value):
+            best, best_params, best_epoch = value, params, epoch
+        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, metric: value})
+        if progress:
+            progress(epoch, epochs, {"train_loss": train_loss, "metric": metric, "value": value,
+                                     "best": best, "best_epoch": best_epoch})
+        if not np.isfinite(train_loss):
+            break
+        if epoch - best_epoch >= patience:
+            break
+    return TrainResult(jax.device_get(best_params), best_epoch, epoch, history, compile_seconds,
+                       time.perf_counter() - t0, steps * epoch)
