@@ -95,9 +95,11 @@ def resolve(checked: Checked, facts: dict[str, dict], n_train: int) -> spec.Reso
     steps_per_epoch = max(1, math.ceil(n_train / batch))
     epochs = given.get("epochs", "auto")
     if epochs == "auto":
-        epochs = int(min(200, max(30, round(8_000 / steps_per_epoch))))
-        reasons["train.epochs"] = (f"about 8000 steps ({steps_per_epoch} per epoch), between 30 and 200 epochs;"
-                                   " early stopping ends sooner")
+        by_steps = min(200, max(30, round(8_000 / steps_per_epoch)))
+        by_rows = max(10, round(1_500_000 / max(n_train, 1)))  # bounds training time on large data
+        epochs = int(min(by_steps, by_rows))
+        reasons["train.epochs"] = (f"about 8000 steps ({steps_per_epoch} per epoch), 30 to 200 epochs, at most "
+                                   f"1.5M rows seen; early stopping ends sooner")
     else:
         reasons["train.epochs"] = "set in the program"
     if len(outputs) == 1:
@@ -108,8 +110,8 @@ def resolve(checked: Checked, facts: dict[str, dict], n_train: int) -> spec.Reso
         metric, why = "val.loss", "several outputs: their weighted validation loss"
     early = given.get("early_stop")
     if early is None:
-        early = {"patience": max(10, epochs // 5), "metric": metric}
-        reasons["train.early_stop"] = f"{why}; patience of a fifth of the epochs (at least 10)"
+        early = {"patience": max(10, round(epochs / 10)), "metric": metric}
+        reasons["train.early_stop"] = f"{why}; patience of a tenth of the epochs (at least 10)"
     else:
         reasons["train.early_stop"] = "set in the program"
         if early["metric"] is None:

@@ -32,25 +32,85 @@ def read_table(path: Path) -> pa.Table:
     if path.is_dir():
         raise DataError(f"`{path}` is a folder, not a data file")
     suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise DataError(f"cannot read `{path.name}`: unknown format", "use a .csv or .parquet file")
+    bad_rows: list = []
     try:
         if suffix == ".csv":
-            table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
-                null_values=NULL_VALUES, strings_can_be_null=True))
-        elif suffix in (".parquet", ".pq"):
-            table = pq.read_table(path)
+            _check_text(path)
+            table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(
+                invalid_row_handler=lambda row: bad_rows.append(row) or "skip"),
+                convert_options=pacsv.ConvertOptions(null_values=NULL_VALUES, strings_can_be_null=True))
         else:
-            raise DataError(f"cannot read `{path.name}`: unknown format", "use a .csv or .parquet file")
-    except (pa.ArrowInvalid, pa.ArrowException, OSError, UnicodeDecodeError) as e:
-        detail = str(e).splitlines()[0]
+            table = pq.read_table(path)
+    except DataError:
+        raise
+    except (pa.ArrowException, OSError, UnicodeDecodeError, ValueError) as e:
+        detail = _printable(str(e).splitlines()[0] if str(e) else type(e).__name__)
         if "utf8" in detail.lower() or "utf-8" in detail.lower():
-            raise DataError(f"cannot read `{path.name}`: it is not UTF-8 text ({detail})",
+            raise DataError(f"cannot read `{path.name}`: it is not UTF-8 text",
                             "save the file as UTF-8 CSV") from None
+        if suffix == ".csv" and "empty csv" in detail.lower():
+            raise DataError(f"`{path.name}` is empty",
+                            "a CSV file starts with a header line naming the columns") from None
         raise DataError(f"cannot read `{path.name}`: {detail}",
                         "check that it is a well-formed CSV (one header line, the same number of "
-                        "fields on every line) or a Parquet file") from None
+                        "fields on every line)" if suffix == ".csv" else
+                        "check that it is a Parquet file") from None
+    if bad_rows:
+        row = bad_rows[0]
+        line = _line_of(path, {r.text for r in bad_rows})
+        where = f"line {line}" if line else f"the row `{_printable(row.text)}`"
+        raise DataError(f"cannot read `{path.name}`: {where} has {row.actual_columns} "
+                        f"field{'s' if row.actual_columns != 1 else ''}, the header has {row.expected_columns}",
+                        "every line needs one value per column; quote values that contain commas")
+    seen: set[str] = set()
+    for name in table.column_names:
+        if name in seen:
+            raise DataError(f"`{path.name}` has two columns named `{name}`", "rename one of them")
+        seen.add(name)
     if table.num_rows == 0:
         raise DataError(f"`{path.name}` has no rows")
     return table
+
+
+def _check_text(path: Path, chunk: int = 1 << 20) -> None:
+    """Raise DataError unless the file is UTF-8 text (pyarrow would take other bytes silently)."""
+    import codecs
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line, done = 1, False
+    with open(path, "rb") as f:
+        while not done:
+            block = f.read(chunk)
+            done = not block
+            if b"\0" in block:
+                at = line + block[:block.index(b"\0")].count(b"\n")
+                raise DataError(f"cannot read `{path.name}`: it is a binary file, not CSV text (line {at})",
+                                "export the data as a UTF-8 CSV file")
+            try:
+                decoder.decode(block, final=done)
+            except UnicodeDecodeError as e:
+                at = line + block[:max(0, e.start)].count(b"\n")
+                raise DataError(f"cannot read `{path.name}`: it is not UTF-8 text (line {at})",
+                                "save the file as UTF-8 CSV") from None
+            line += block.count(b"\n")
+
+
+def _line_of(path: Path, texts: set[str]) -> int | None:
+    """The first line of the file whose text is one of `texts` (rows pyarrow could not read)."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            for i, text in enumerate(f, 1):
+                if text.rstrip("\r\n") in texts:
+                    return i
+    except (OSError, UnicodeDecodeError):
+        pass
+    return None
+
+
+def _printable(text: str, limit: int = 120) -> str:
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def as_strings(col: pa.ChunkedArray) -> list[str | None]:
@@ -68,22 +128,29 @@ def as_strings(col: pa.ChunkedArray) -> list[str | None]:
 
 
 def as_numbers(col: pa.ChunkedArray) -> np.ndarray:
-    """float64 with NaN for missing; raises DataError naming the first text value."""
+    """float64 with NaN for missing; raises DataError naming the first text value
+    or the first infinite one."""
     if pa.types.is_boolean(col.type):
         col = col.cast(pa.int8())
     if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_decimal(col.type):
-        return col.cast(pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
-    texts = as_strings(col)
-    out = np.empty(len(texts), dtype=np.float64)
-    for i, t in enumerate(texts):
-        if t is None:
-            out[i] = np.nan
-            continue
-        try:
-            out[i] = float(t.strip().replace(",", "")) if t.strip() else np.nan
-        except ValueError:
-            raise DataError(f"holds text such as \"{t}\" (row {i + 1})",
-                            "declare it as `category`, or clean the column") from None
+        out = col.cast(pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
+    else:
+        texts = as_strings(col)
+        out = np.empty(len(texts), dtype=np.float64)
+        for i, t in enumerate(texts):
+            if t is None:
+                out[i] = np.nan
+                continue
+            try:
+                out[i] = float(t.strip().replace(",", "")) if t.strip() else np.nan
+            except ValueError:
+                shown = _printable(t, 40)
+                raise DataError(f"holds text such as \"{shown}\" (row {i + 1})",
+                                "declare it as `category`, or clean the column") from None
+    inf = np.flatnonzero(np.isinf(out))
+    if inf.size:
+        raise DataError(f"holds an infinite value (row {inf[0] + 1})",
+                        "replace it with a finite number or leave the cell empty")
     return out
 
 

@@ -57,3 +57,14 @@ def number_metrics(y: np.ndarray, pred: np.ndarray) -> dict:
     ss_tot = float(((y - y.mean()) ** 2).sum())
     return {"r2": float(1 - (err ** 2).sum() / ss_tot) if ss_tot > 0 else float("nan"),
             "mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err ** 2).mean()))}
+
+
+def regression_loss(y: np.ndarray, pred: np.ndarray, loss: dict) -> float:
+    """The training loss of a number output, on the standardized scale."""
+    err = pred - y
+    if loss["name"] == "mse":
+        return float((err ** 2).mean())
+    if loss["name"] == "mae":
+        return float(np.abs(err).mean())
+    d, a = loss["delta"], np.abs(err)
+    return float(np.where(a <= d, 0.5 * err ** 2, d * (a - 0.5 * d)).mean())

@@ -41,13 +41,11 @@ def run(path: str | Path, out_dir: str | Path, seed: int = 0, progress=None, log
     timings["train"] = result.train_seconds
 
     t = time.perf_counter()
-    wanted = [w for w in graph.outputs if w.startswith("pred.")] + \
-             [w for w in graph.outputs if w.startswith("loss.")]
-    evaluate = Evaluator(graph, wanted)
+    evaluate = Evaluator(graph, [w for w in graph.outputs if w.startswith("pred.")])
     metrics = {}
     for s in SPLITS:
         inputs, targets = encoded[s]
-        metrics[s] = output_metrics(r, evaluate(result.params, {**inputs, **targets}), targets, state)
+        metrics[s] = output_metrics(r, evaluate(result.params, inputs), targets, state)
     timings["evaluate"] = time.perf_counter() - t
 
     out = Path(out_dir)

@@ -45,7 +45,7 @@ def make_optimizer(train: dict, total_steps: int) -> optax.GradientTransformatio
 
 
 def output_metrics(resolved: spec.Resolved, preds: dict, targets: dict, state: dict) -> dict:
-    """Metrics per output, in the units the user sees."""
+    """Metrics per output, in the units the user sees; `loss` is the training loss per row."""
     out = {}
     for f in resolved.outputs:
         p, y = np.asarray(preds[f"pred.{f['name']}"]), np.asarray(targets[f"y_{f['name']}"])
@@ -56,8 +56,12 @@ def output_metrics(resolved: spec.Resolved, preds: dict, targets: dict, state: d
         else:
             st = state["outputs"][f["name"]]
             out[f["name"]] = M.number_metrics(y * st["std"] + st["mean"], p[:, 0] * st["std"] + st["mean"])
-            out[f["name"]]["loss"] = float(np.mean(np.asarray(preds[f"loss.{f['name']}"])))
+            out[f["name"]]["loss"] = M.regression_loss(y, p[:, 0], f["options"]["loss"])
     return out
+
+
+def total_loss(resolved: spec.Resolved, split_metrics: dict) -> float:
+    return float(sum(f["options"]["weight"] * split_metrics[f["name"]]["loss"] for f in resolved.outputs))
 
 
 def metric_value(metric: str, split_metrics: dict, total_loss: float) -> float:
@@ -78,21 +82,26 @@ class TrainResult:
 
 
 class Evaluator:
-    """Jitted forward pass over a whole split, in batches that bound memory."""
+    """Jitted forward pass over a whole split.
 
-    def __init__(self, graph: Graph, wanted: list[str], batch: int = 8192):
+    Rows go through in fixed-size chunks (the last one padded), so every split
+    of every size reuses one compiled program.
+    """
+
+    def __init__(self, graph: Graph, wanted: list[str], chunk: int = 2048):
         self.fn = jax.jit(jax_backend.build(graph, wanted))
-        self.batch = batch
+        self.chunk = chunk
 
     def __call__(self, params, inputs: dict) -> dict:
         n = len(next(iter(inputs.values())))
-        chunks = []
-        for start in range(0, n, self.batch):
-            part = {k: v[start:start + self.batch] for k, v in inputs.items()}
-            chunks.append(jax.device_get(self.fn(params, part)))
-        return {k: (np.concatenate([c[k] for c in chunks]) if np.ndim(chunks[0][k]) else
-                    np.array([c[k] for c in chunks]))  # losses: one mean per chunk
-                for k in chunks[0]}
+        parts = []
+        for start in range(0, n, self.chunk):
+            part = {k: v[start:start + self.chunk] for k, v in inputs.items()}
+            pad = self.chunk - len(next(iter(part.values())))
+            if pad:
+                part = {k: np.concatenate([v, np.repeat(v[-1:], pad, axis=0)]) for k, v in part.items()}
+            parts.append(jax.device_get(self.fn(params, part)))
+        return {k: np.concatenate([p[k] for p in parts])[:n] for k in parts[0]}
 
 
 def train(resolved: spec.Resolved, graph: Graph, state: dict, splits: dict, seed: int,
@@ -130,10 +139,8 @@ def train(resolved: spec.Resolved, graph: Graph, state: dict, splits: dict, seed
     key, init_key = jax.random.split(key)
     params = jax_backend.init_params(graph, init_key)
     opt_state = optimizer.init(params)
-    wanted = [w for w in graph.outputs if w.startswith(("pred.", "loss"))]
-    evaluate = Evaluator(graph, wanted)
+    evaluate = Evaluator(graph, [w for w in graph.outputs if w.startswith("pred.")])
     val_inputs, val_targets = splits["validation"]
-    val_data = {**val_inputs, **val_targets}
 
     metric = cfg["early_stop"]["metric"]
     name = metric.split(".")[-1]
@@ -149,9 +156,8 @@ def train(resolved: spec.Resolved, graph: Graph, state: dict, splits: dict, seed
         train_loss = float(train_loss)
         if epoch == 1:
             compile_seconds = time.perf_counter() - t_epoch
-        preds = evaluate(params, val_data)
-        val = output_metrics(resolved, preds, val_targets, state)
-        val_loss = float(np.mean(preds["loss"]))
+        val = output_metrics(resolved, evaluate(params, val_inputs), val_targets, state)
+        val_loss = total_loss(resolved, val)
         value = metric_value(metric, val, val_loss)
         improved = best is None or (value > best if higher else value < best)
         if improved and np.isfinite(value):
