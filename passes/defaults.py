@@ -96,10 +96,15 @@ def resolve(checked: Checked, facts: dict[str, dict], n_train: int) -> spec.Reso
     epochs = given.get("epochs", "auto")
     if epochs == "auto":
         by_steps = min(200, max(30, round(8_000 / steps_per_epoch)))
-        by_rows = max(10, round(1_500_000 / max(n_train, 1)))  # bounds training time on large data
+        # Bound the work, so a large or wide table still trains in well under a minute on
+        # two cores (about 20 GFLOP/s there): at most 6e11 FLOPs, 6 per weight per row.
+        flops_per_row = 6 * _dense_weights(inputs, combiner["options"]["layers"], outputs, facts)
+        budget_rows = 6e11 / flops_per_row
+        by_rows = max(5, round(budget_rows / max(n_train, 1)))
         epochs = int(min(by_steps, by_rows))
-        reasons["train.epochs"] = (f"about 8000 steps ({steps_per_epoch} per epoch), 30 to 200 epochs, at most "
-                                   f"1.5M rows seen; early stopping ends sooner")
+        reasons["train.epochs"] = (f"about 8000 steps ({steps_per_epoch} per epoch), 30 to 200 epochs, "
+                                   f"and at most {budget_rows / 1e6:.1f}M rows seen for a model of this size; "
+                                   "early stopping ends sooner")
     else:
         reasons["train.epochs"] = "set in the program"
     if len(outputs) == 1:
@@ -154,6 +159,24 @@ def split_of(d: ast.Data) -> tuple[dict, str]:
            "no split given: 80% to train, 10% to pick the best epoch, 10% to test; "
            "seed 0 so every run sees the same rows")
     return {"kind": "ratio", "parts": parts, "seed": 0}, why
+
+
+def _dense_weights(inputs: list[dict], layers: list[int], outputs: list[dict], facts: dict) -> int:
+    """Rough count of the weights a row passes through, to estimate training cost."""
+    width = 0
+    for f in inputs:
+        enc = f["options"].get("encoder", {})
+        if f["type"] == "number":
+            width += 2 + (enc.get("bins", 0) if enc.get("name") == "ple" else 0)
+        elif f["type"] == "binary":
+            width += 1
+        else:
+            width += enc.get("size") or len(facts.get(f["name"], {}).get("values", [])) + 1
+    total = 0
+    for layer in layers:
+        total += width * layer
+        width = layer
+    return total + width * sum(len(facts.get(o["name"], {}).get("values", [0])) for o in outputs)
 
 
 def _fill_args(value: dict, defaults: dict[str, dict]):
