@@ -1,6 +1,10 @@
 """Parse .dml text into the AST with Lark (LALR, so errors point at one token)."""
 from __future__ import annotations
 
+import difflib
+import re
+import threading
+import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
@@ -22,10 +26,39 @@ TOKEN_NAMES = {
 }
 
 
+class _GluedKeyword(Exception):
+    """A keyword that is only the start of a longer word (`inputage`)."""
+
+    def __init__(self, token, word: str):
+        super().__init__(word)
+        self.token, self.word = token, word
+
+
+_current = threading.local()  # the text being parsed, for the keyword callback
+_WORD_REST = re.compile(r"[A-Za-z0-9_]*")
+
+
+def _whole_keyword(tok):
+    # Where only keywords may come, the lexer matches `input` in `inputage` and leaves
+    # `age` for the next token; a keyword must be a whole word.
+    source = getattr(_current, "source", None)
+    if source is not None and tok.end_pos is not None:
+        rest = _WORD_REST.match(source, tok.end_pos).group()
+        if rest:
+            raise _GluedKeyword(tok, str(tok) + rest)
+    return tok
+
+
+@lru_cache(maxsize=1)
+def _parser_keywords() -> tuple[str, ...]:
+    """Every word the grammar spells out: `data`, `split`, `on`, ..."""
+    return tuple(sorted(set(re.findall(r'"([a-z]+)"', GRAMMAR_PATH.read_text()))))
+
+
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
-    return Lark(GRAMMAR_PATH.read_text(), parser="lalr", propagate_positions=True,
-                maybe_placeholders=False)
+    return Lark(GRAMMAR_PATH.read_text(), parser="lalr", propagate_positions=True, maybe_placeholders=False,
+                lexer_callbacks={k.upper(): _whole_keyword for k in _parser_keywords()})
 
 
 def _span(meta_or_tok) -> Span:
@@ -33,8 +66,37 @@ def _span(meta_or_tok) -> Span:
                 getattr(meta_or_tok, "end_line", None), getattr(meta_or_tok, "end_column", None))
 
 
-def _unquote(tok) -> str:
-    return bytes(tok[1:-1], "utf-8").decode("unicode_escape") if "\\" in tok else str(tok[1:-1])
+# Statement keywords: in an unclosed `{` block the parser reads them as option names.
+KEYWORDS = ("data", "input", "output", "combiner", "train")
+
+
+class _BadEscape(Exception):
+    def __init__(self, diagnostic: Diagnostic):
+        super().__init__(diagnostic.message)
+        self.diagnostic = diagnostic
+
+
+def _unquote(tok, file: str = "<input>") -> str:
+    """The text of a STRING token; `\\"` and `\\\\` are its only escapes."""
+    body = str(tok[1:-1])
+    if "\\" not in body:
+        return body
+    out, i = [], 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\":
+            nxt = body[i + 1]  # the grammar guarantees a character after a backslash
+            if nxt not in "\\\"":
+                col = tok.column + 1 + i
+                raise _BadEscape(Diagnostic(
+                    f"unknown escape `\\{nxt}` in a string", Span(tok.line, col, tok.line, col + 2), file,
+                    'write `\\\\` for a backslash and `\\"` for a quote; paths can use `/`'))
+            out.append(nxt)
+            i += 2
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
 
 
 @v_args(meta=True)
@@ -61,7 +123,7 @@ class _ToAst(Transformer):
         return ast.Num(num, _span(c[0]))
 
     def string(self, meta, c):
-        return ast.Str(_unquote(c[0]), _span(c[0]))
+        return ast.Str(_unquote(c[0], self.file), _span(c[0]))
 
     def name(self, meta, c):
         return ast.Name(str(c[0]), _span(c[0]))
@@ -101,7 +163,7 @@ class _ToAst(Transformer):
         return ast.SplitBy(str(c[0]), _span(c[0]))
 
     def data_stmt(self, meta, c):
-        return ast.Data(_unquote(c[0]), _span(c[0]), c[1] if len(c) > 1 else None)
+        return ast.Data(_unquote(c[0], self.file), _span(c[0]), c[1] if len(c) > 1 else None)
 
     def _feature(self, role, c):
         opts = c[2] if len(c) > 2 else []
@@ -122,37 +184,137 @@ class _ToAst(Transformer):
 
 def parse(source: str, file: str = "<input>") -> ast.Program:
     """Parse a program; raise MlcError with a located diagnostic on bad syntax."""
+    _current.source = source
     try:
         tree = _parser().parse(source)
+    except _GluedKeyword as e:
+        raise MlcError(_glued(source, file, e), source) from None
     except lark.exceptions.UnexpectedCharacters as e:
-        ch = source[e.pos_in_stream] if e.pos_in_stream is not None and e.pos_in_stream < len(source) else "?"
-        hint = None
-        if ch == "'":
-            hint = 'strings use double quotes: "like this"'
-        elif ch in "-" :
-            hint = "names may hold letters, digits and `_`, not `-`"
-        raise MlcError(Diagnostic(f"unexpected character `{ch}`", Span(e.line, e.column), file, hint),
-                       source) from None
+        raise MlcError(_bad_character(source, file, e), source) from None
     except lark.exceptions.UnexpectedToken as e:
-        tok = e.token
-        if tok.type == "$END":
-            line = source.count("\n") + 1
-            col = len(source.rsplit("\n", 1)[-1]) + 1
-            what = "end of file"
-            if source.endswith("\n"):
-                line, col = max(1, line - 1), len(source.splitlines()[-1]) + 1 if source.strip() else 1
-        else:
-            line, col, what = tok.line, tok.column, f"`{tok}`"
-        expected = sorted({TOKEN_NAMES.get(t, f"`{_literal(t)}`") for t in e.expected})
+        raise MlcError(_bad_token(source, file, e), source) from None
+    except lark.exceptions.LarkError as e:  # pragma: no cover - LALR reports the two above
+        raise MlcError(Diagnostic(f"cannot parse the program: {e}", Span(1, 1), file), source) from None
+    finally:
+        _current.source = None
+    try:
+        return _ToAst(file, source).transform(tree)
+    except lark.exceptions.VisitError as e:
+        if isinstance(e.orig_exc, _BadEscape):
+            raise MlcError(e.orig_exc.diagnostic, source) from None
+        raise
+
+
+def _glued(source: str, file: str, e: _GluedKeyword) -> Diagnostic:
+    tok, word = e.token, e.word
+    rest = word[len(str(tok)):]
+    if len(rest) <= 2 and rest.isalpha() and rest not in _parser_keywords():  # `inputs`, `datas`
+        hint = f"did you mean `{tok}`?"
+    else:
+        hint = f"put a space after `{tok}`: `{tok} {rest}`"
+    return Diagnostic(f"unexpected `{word}`", Span(tok.line, tok.column, tok.line, tok.column + len(word)),
+                      file, hint)
+
+
+def _bad_character(source: str, file: str, e) -> Diagnostic:
+    pos = e.pos_in_stream
+    ch = source[pos] if pos is not None and 0 <= pos < len(source) else ""
+    hint = None
+    if ch == "'":
+        hint = 'strings use double quotes: "like this"'
+    elif ch and ch in "\u201c\u201d\u2018\u2019":
+        hint = 'use straight double quotes: "like this"'
+    elif ch == '"':
+        hint = 'a string must end with `"` on the same line'
+    elif ch == "-":
+        hint = "names may hold letters, digits and `_`, not `-`"
+    elif ch.isalpha() or ch.isdigit():
+        hint = "names may hold only the letters A-Z and a-z, digits and `_`"
+    else:
+        expected = _expected(e, getattr(e, "allowed", None))
         hint = "expected " + _join(expected) if expected else None
-        if tok.type == "$END" and "`}`" in expected:
-            hint = "a `{` block is not closed: add `}`"
-        raise MlcError(Diagnostic(f"unexpected {what}", Span(line, col, line,
-                                  col + (len(str(tok)) if tok.type != "$END" else 1)), file, hint),
-                       source) from None
-    except lark.exceptions.UnexpectedEOF as e:  # pragma: no cover - LALR reports UnexpectedToken
-        raise MlcError(Diagnostic("unexpected end of file", None, file), source) from None
-    return _ToAst(file, source).transform(tree)
+    return Diagnostic(f"unexpected character {_show_char(ch)}", Span(e.line, e.column), file, hint)
+
+
+def _show_char(ch: str) -> str:
+    if not ch:
+        return "at end of file"
+    if ch.isprintable() and not ch.isspace() and ch != "`":
+        return f"`{ch}`"
+    name = unicodedata.name(ch, "")
+    return f"U+{ord(ch):04X}" + (f" ({name.lower()})" if name else "")
+
+
+def _expected(e, fallback) -> list[str]:
+    """What could come next, as a person would write it."""
+    try:  # the interactive parser knows exactly; the table's lookaheads are merged (LALR)
+        names = e.interactive_parser.accepts()
+    except Exception:  # noqa: BLE001 - older Lark or no parser state: use the table
+        names = fallback or ()
+    return sorted({TOKEN_NAMES.get(t, f"`{_literal(t)}`") for t in names})
+
+
+def _bad_token(source: str, file: str, e) -> Diagnostic:
+    tok = e.token
+    expected = _expected(e, e.expected)
+    hint = "expected " + _join(expected) if expected else None
+    at_end = tok.type == "$END"
+    offset = len(source) if at_end else tok.start_pos
+    tokens = _scan(source)
+    brace = _unclosed_brace(tokens)
+    if brace is not None and brace[0] < offset:
+        before = [t for t in tokens if t[0] < offset and t[1] not in ("space", "comment")]
+        prev = before[-1] if before else None
+        # In an open block a keyword reads as an option name, so the parser gives up on the
+        # next statement: blame the `{`, not the statement.
+        if at_end or (prev is not None and prev[3] > brace[1]
+                      and difflib.get_close_matches(prev[2], KEYWORDS, n=1, cutoff=0.8)):
+            return Diagnostic("`{` is not closed", Span(brace[1], brace[2], brace[1], brace[2] + 1),
+                              file, "add `}` after the last option of this block")
+    if at_end:
+        if getattr(tok, "end_line", None):  # Lark puts $END at the last token
+            line, col = tok.end_line, tok.end_column
+        else:
+            line, col = 1, 1
+        return Diagnostic("unexpected end of file", Span(line, col, line, col + 1), file, hint)
+    text = str(tok)
+    if tok.type == "NAME":
+        words = [w.strip("`") for w in expected if w.strip("`") in _parser_keywords()]
+        close = difflib.get_close_matches(text, words, n=1, cutoff=0.6)
+        following = [t for t in tokens if t[0] >= tok.end_pos and t[1] not in ("space", "comment")]
+        if close:
+            hint = f"did you mean `{close[0]}`?"
+        elif following and following[0][2] == ":" and {"input", "output"} <= set(words):
+            hint = f"a feature line starts with `input` or `output`: `input {text} : ...`"
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    return Diagnostic(f"unexpected `{shown}`", Span(tok.line, tok.column, tok.line, tok.column + len(text)),
+                      file, hint)
+
+
+_SCAN = re.compile(r'(?P<space>[ \t\f\r\n]+)|(?P<comment>#[^\n]*)|(?P<string>"(?:[^"\\\n]|\\.)*")'
+                   r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<other>.)", re.S)
+
+
+def _scan(source: str) -> list[tuple[int, str, str, int, int]]:
+    """A rough token list (offset, kind, text, line, column) for placing syntax errors."""
+    out, line, line_start = [], 1, 0
+    for m in _SCAN.finditer(source):
+        out.append((m.start(), m.lastgroup, m.group(), line, m.start() - line_start + 1))
+        if "\n" in m.group():
+            line += m.group().count("\n")
+            line_start = m.start() + m.group().rindex("\n") + 1
+    return out
+
+
+def _unclosed_brace(tokens) -> tuple[int, int, int] | None:
+    """(offset, line, column) of the first `{` that no `}` closes, if any."""
+    stack = []
+    for offset, kind, text, line, col in tokens:
+        if kind == "other" and text == "{":
+            stack.append((offset, line, col))
+        elif kind == "other" and text == "}" and stack:
+            stack.pop()
+    return stack[0] if stack else None
 
 
 def _literal(terminal: str) -> str:

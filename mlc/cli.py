@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from mlc.diagnostics import MlcError
+from mlc.diagnostics import MlcError, UserError
 
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
@@ -21,16 +21,15 @@ def user_errors(fn):
     """Turn every user-facing error into a message and exit status 1."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from mlc.runtime.artifact import ArtifactError
-        from mlc.runtime.data import DataError
         try:
             return fn(*args, **kwargs)
         except MlcError as e:
-            err.print(e.render(), markup=False)
-        except (ArtifactError, DataError) as e:
-            err.print(f"error: {e}", markup=False)
+            # click.echo, not rich: diagnostics must never be wrapped or have markup applied.
+            click.echo(e.render(), err=True)
+        except UserError as e:
+            click.echo(f"error: {e}", err=True)
         except KeyboardInterrupt:
-            err.print("interrupted", markup=False)
+            click.echo("interrupted", err=True)
             sys.exit(130)
         sys.exit(1)
     return wrapper
@@ -58,11 +57,19 @@ def check(program):
 
 @main.command()
 @click.argument("program", type=click.Path(dir_okay=False))
+@click.option("--fusion", is_flag=True,
+              help="Instead: the kernel groups, refused fusions with reasons, kernel counts.")
 @user_errors
-def explain(program):
+def explain(program, fusion):
     """Print PROGRAM with every default filled in, and why (valid .dml)."""
     from mlc.compile import frontend
     from mlc.explain import explain as render
+    if fusion:
+        from mlc.ir import pipeline
+        fe = frontend(program)
+        graph = pipeline.lower_file(program)
+        click.echo(pipeline.explain_fusion(graph, optimizer=fe.resolved.train["optimizer"]["name"]), nl=False)
+        return
     click.echo(render(frontend(program).resolved), nl=False)
 
 
@@ -78,18 +85,29 @@ def run(program, out_dir, seed):
 
     from mlc.runtime.run import run as run_job
     out_dir = out_dir or str(Path("runs") / Path(program).stem)
-    with Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("epochs"),
-                  TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=err,
-                  transient=False) as bar:
-        task = bar.add_task("train", total=None, info="compiling")
+    bar = Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("epochs"),
+                   TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=err)
+    task = None
 
-        def progress(epoch, epochs, info):
-            best = f"{info['best']:.4f}" if info["best"] is not None else "-"
-            bar.update(task, completed=epoch, total=epochs,
-                       info=f"loss {info['train_loss']:.4f}  {info['metric']} {info['value']:.4f} "
-                            f"(best {best} @ {info['best_epoch']})")
-        report = run_job(program, out_dir, seed, progress, log=lambda m: err.print(m, markup=False))
-        bar.update(task, total=report["training"]["epochs_run"], completed=report["training"]["epochs_run"])
+    def progress(epoch, epochs, info):
+        nonlocal task
+        if task is None:  # start the bar only once the program and data have passed the checks
+            bar.start()
+            task = bar.add_task("train", total=epochs, info="compiling")
+        if info is None:
+            return
+        best = f"{info['best']:.4f}" if info["best"] is not None else "-"
+        bar.update(task, completed=epoch, total=epochs,
+                   info=f"loss {info['train_loss']:.4f}  {info['metric']} {info['value']:.4f} "
+                        f"(best {best} @ {info['best_epoch']})")
+    try:
+        report = run_job(program, out_dir, seed, progress, log=lambda m: click.echo(m, err=True))
+        if task is not None:
+            ran = report["training"]["epochs_run"]
+            bar.update(task, total=ran, completed=ran)
+    finally:
+        if task is not None:
+            bar.stop()
     _summary(report, out_dir)
 
 
@@ -160,21 +178,26 @@ def MlcError_from(message: str) -> MlcError:
 
 @main.command()
 @click.argument("program", type=click.Path(dir_okay=False))
-@click.option("--emit", type=click.Choice(["ir"]), default="ir", show_default=True,
-              help="What to print: the graph IR after lowering.")
+@click.option("--emit", type=click.Choice(["ir", "opt", "fused"]), default="fused", show_default=True,
+              help="Stage to print: ir (as lowered), opt (after the optimizing passes), fused "
+                   "(with kernel groups).")
+@click.option("--dump-after", "dump_after", default=None, metavar="PASS",
+              help="Print the IR right after PASS (infer, constfold, simplify, cse, dce, fuse).")
+@click.option("--timings", is_flag=True, help="Print each pass's time and op counts to stderr.")
 @user_errors
-def compile(program, emit):  # noqa: A001 - the command is called compile
-    """Compile PROGRAM and print the chosen stage (the IR for now)."""
-    from mlc.compile import frontend
-    from mlc.ir.graph import print_graph, verify
-    from mlc.ir.lower import lower
-    from mlc.runtime import data as D
-    from mlc.runtime import preprocess as P
-    fe = frontend(program)
-    state = P.fit(fe.resolved, D.take(fe.table, fe.splits["train"]), fe.facts)
-    graph = lower(fe.resolved, state)
-    verify(graph)
-    click.echo(print_graph(graph), nl=False)
+def compile(program, emit, dump_after, timings):  # noqa: A001 - the command is called compile
+    """Compile PROGRAM through the middle end and print the graph IR at a stage."""
+    from mlc.ir import pipeline
+    graph = pipeline.lower_file(program)
+    if dump_after is not None:
+        if dump_after not in pipeline.PASSES:
+            raise UserError(f"unknown pass `{dump_after}`; passes: {', '.join(pipeline.PASSES)}")
+        _, log = pipeline.optimize(graph, dump_after=dump_after)
+        click.echo(log.dump, nl=False)
+    else:
+        click.echo(pipeline.emit(graph, emit), nl=False)
+    if timings:
+        click.echo(pipeline.optimize(graph)[1].format(), err=True)
 
 
 if __name__ == "__main__":

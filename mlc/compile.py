@@ -31,11 +31,11 @@ def read_program(path: str | Path) -> tuple[str, str]:
     try:
         return p.read_text(encoding="utf-8"), str(p)
     except FileNotFoundError:
-        raise MlcError(Diagnostic(f"no such program file `{p}`")) from None
+        raise MlcError(Diagnostic("no such program file", file=str(p))) from None
     except IsADirectoryError:
-        raise MlcError(Diagnostic(f"`{p}` is a folder, not a .dml program")) from None
+        raise MlcError(Diagnostic("this is a folder, not a .dml program", file=str(p))) from None
     except UnicodeDecodeError:
-        raise MlcError(Diagnostic(f"`{p}` is not UTF-8 text")) from None
+        raise MlcError(Diagnostic("the program is not UTF-8 text", file=str(p))) from None
 
 
 def frontend(path: str | Path) -> Frontend:

@@ -7,6 +7,7 @@ exits with status 1. Nothing a user can cause should reach them as a traceback.
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from dataclasses import dataclass, field
 
 
@@ -30,10 +31,11 @@ class Diagnostic:
     notes: list[tuple[Span, str]] = field(default_factory=list)
 
     def render(self, source: str | None = None) -> str:
-        where = self.file or "<input>"
+        where = self.file or ("<input>" if self.span is not None else "")
         if self.span is not None:
             where += f":{self.span.line}:{self.span.col}"
-        out = [f"{where}: {self.severity}: {self.message}"]
+        message = _clean(self.message)
+        out = [f"{where}: {self.severity}: {message}" if where else f"{self.severity}: {message}"]
         if self.span is not None and source is not None:
             out += _excerpt(source, self.span)
         for span, note in self.notes:
@@ -41,20 +43,44 @@ class Diagnostic:
             if source is not None:
                 out += _excerpt(source, span)
         if self.hint:
-            out.append(f"  hint: {self.hint}")
+            out.append(f"  hint: {_clean(self.hint)}")
         return "\n".join(out)
 
 
 def _excerpt(source: str, span: Span) -> list[str]:
-    lines = source.splitlines()
+    # Lines as the parser counts them: only "\n" ends a line (not \f, \v, \x1c, U+2028...).
+    lines = source.split("\n")
+    if source.endswith("\n"):
+        lines.pop()
     if not 1 <= span.line <= len(lines):
         return []
-    text = lines[span.line - 1].expandtabs(1)
+    text = "".join(_shown(ch) for ch in lines[span.line - 1].rstrip("\r"))
     width = 1
     if span.end_line == span.line and span.end_col and span.end_col > span.col:
         width = span.end_col - span.col
+    # One display cell per column the parser counts, two for wide characters.
+    pad = "".join("  " if _wide(ch) else " " for ch in lines[span.line - 1][:max(0, span.col - 1)])
     gutter = f"{span.line:>4} | "
-    return [gutter + text, " " * (len(gutter) + span.col - 1) + "^" * width]
+    return [gutter + text, " " * len(gutter) + pad + "^" * width]
+
+
+def _clean(text: str) -> str:
+    """Names in messages come from the user's files: show control characters as escapes."""
+    return "".join(f"\\x{ord(ch):02x}" if unicodedata.category(ch) == "Cc" else ch for ch in text)
+
+
+def _shown(ch: str) -> str:
+    """A source character as printed in an excerpt: control characters become spaces."""
+    return " " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch
+
+
+def _wide(ch: str) -> bool:
+    return unicodedata.east_asian_width(ch) in ("W", "F")
+
+
+class UserError(Exception):
+    """A mistake in the user's files or rows without a source location (a data
+    file, an artifact, rows sent to predict). The CLI prints it as `error: ...`."""
 
 
 class MlcError(Exception):

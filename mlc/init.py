@@ -8,9 +8,6 @@ import pyarrow as pa
 from mlc.diagnostics import Diagnostic, MlcError, did_you_mean
 from mlc.runtime import data as D
 
-KEYWORDS = {"data", "input", "output", "split", "seed", "by", "combiner", "train", "on"}
-
-
 def infer_type(col: pa.ChunkedArray, rows: int) -> tuple[str | None, str]:
     """(type, reason); type None means the column is left out."""
     values = D.distinct(D.as_strings(col))
@@ -45,7 +42,7 @@ def starter_program(path: Path, targets: list[str], program_path: Path | None = 
     rows = []
     for name in table.column_names:
         role = "output" if name in targets else "input"
-        if not name.isidentifier() or name in KEYWORDS:
+        if not name.isidentifier() or not name.isascii():
             rows.append((f"# {role} {name}", "", "not a valid name in .dml: rename the column to use it"))
             continue
         type_, why = infer_type(table.column(name), table.num_rows)

@@ -6,11 +6,32 @@ plain Python value: a name or call becomes {"name": ..., **args}.
 """
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 
 from mlc import spec
 from mlc.diagnostics import Diagnostic, MlcError, Span, did_you_mean
 from mlc.grammar import ast
+
+
+# Bounds of call arguments, whose kinds spec.Choice records: key -> (low, high, low_open, high_open).
+ARG_BOUNDS = {
+    "bins": (1, None, False, False),
+    "size": (1, None, False, False),
+    "lr": (0, None, True, False),
+    "weight_decay": (0, None, False, False),
+    "b1": (0, 1, False, True),
+    "b2": (0, 1, False, True),
+    "momentum": (0, 1, False, True),
+    "warmup": (0, 1, False, False),
+    "label_smoothing": (0, 1, False, True),
+    "delta": (0, None, True, False),
+}
+
+
+# Whole-number options size loops and arrays: beyond int32 they can only be mistakes.
+MAX_INT = 2**31 - 1
 
 
 @dataclass
@@ -130,7 +151,7 @@ def _check_options(c, options: list[ast.Option], table: dict[str, spec.OptionSpe
                 c.error(f"unknown option `{opt.key}` for {owner}", opt.span, did_you_mean(opt.key, table))
             continue
         if opt.on is not None and opt.key != "early_stop":
-            c.error(f"`on` only follows `early_stop`", opt.on_span)
+            c.error("`on` only follows `early_stop`", opt.on_span, f"remove `on {'.'.join(opt.on)}`")
         value = _convert(c, opt.value, s.form, opt.key)
         if value is not None and opt.key == "early_stop":
             value = {"patience": value, "metric": ".".join(opt.on) if opt.on else None}
@@ -149,19 +170,54 @@ def _convert(c, v: ast.Value, form, key: str):
                 c.error(f"unknown value `{name}` for `{key}`", v.span, did_you_mean(name, form.calls))
                 return None
             out = {"name": name}
+            ok = True
             for a in v.args if isinstance(v, ast.Call) else []:
                 kinds = form.calls[name]
                 if a.key not in kinds:
                     hint = did_you_mean(a.key, kinds) if kinds else f"`{name}` takes no arguments"
                     c.error(f"`{name}` has no argument `{a.key}`", a.span, hint)
+                    ok = False
                     continue
-                got = _scalar(c, a.value, spec.Scalar(kinds[a.key], 0.0), a.key)
-                if got is not None:
+                if a.key in out:
+                    c.error(f"argument `{a.key}` is given twice", a.span)
+                    ok = False
+                    continue
+                got = _scalar(c, a.value, spec.Scalar(kinds[a.key]), a.key)
+                if got is not None and not _in_bounds(c, a, got):
+                    got = None
+                if got is None:
+                    ok = False
+                else:
                     out[a.key] = got
-            return out
-        c.error(f"`{key}` expects one of " + ", ".join(f"`{n}`" for n in form.calls), v.span)
+            return out if ok else None
+        choices = ", ".join(f"`{n}`" for n in form.calls)
+        hint = None
+        if isinstance(v, ast.Str) and v.value in form.calls:
+            hint = f"write it without quotes: `{key} = {v.value}`"
+        c.error(f"`{key}` expects one of {choices}", v.span, hint)
         return None
     return _scalar(c, v, form, key)
+
+
+def _in_bounds(c, a: ast.KwArg, x) -> bool:
+    bounds = ARG_BOUNDS.get(a.key, (0, None, False, False))
+    if not isinstance(x, (int, float)):
+        return True
+    low, high, low_open, high_open = bounds
+    if low is not None and (x <= low if low_open else x < low):
+        c.error(f"`{a.key}` must be {'above' if low_open else 'at least'} {_fmt(low)}", a.value.span)
+        return False
+    if high is not None and (x >= high if high_open else x > high):
+        c.error(f"`{a.key}` must be {'below' if high_open else 'at most'} {_fmt(high)}", a.value.span)
+        return False
+    return True
+
+
+def _fmt(x) -> str:
+    """A number as written in .dml; also infinities, which ast.format_number cannot take."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    return ast.format_number(x)
 
 
 def _scalar(c, v: ast.Value, form: spec.Scalar, key: str):
@@ -171,7 +227,7 @@ def _scalar(c, v: ast.Value, form: spec.Scalar, key: str):
         if isinstance(v, ast.Str):
             return v.value
         if isinstance(v, (ast.Num, ast.Name)):
-            return str(v.value)  # `positive = yes` and `positive = 1` are fine too
+            return v.value if isinstance(v, ast.Name) else _fmt(v.value)  # `positive = yes` / `= 1`
         c.error(f"`{key}` expects a string", v.span)
         return None
     if form.kind == "int_list":
@@ -187,15 +243,24 @@ def _scalar(c, v: ast.Value, form: spec.Scalar, key: str):
     x = v.value
     if form.kind == "int":
         if not isinstance(x, int):
-            c.error(f"`{key}` expects a whole number, not {ast.format_number(x)}", v.span)
+            c.error(f"`{key}` expects a whole number, not {_fmt(x)}", v.span)
+            return None
+        if x > MAX_INT:
+            c.error(f"`{key}` is too large", v.span, f"at most {MAX_INT}")
             return None
     else:
-        x = float(x)
+        try:
+            x = float(x)
+        except OverflowError:  # a whole number with hundreds of digits
+            x = math.inf
+    if isinstance(x, float) and not math.isfinite(x):
+        c.error(f"`{key}` is too large", v.span)
+        return None
     if form.minimum is not None and x < form.minimum:
-        c.error(f"`{key}` must be at least {ast.format_number(form.minimum)}", v.span)
+        c.error(f"`{key}` must be at least {_fmt(form.minimum)}", v.span)
         return None
     if form.maximum is not None and x > form.maximum:
-        c.error(f"`{key}` must be at most {ast.format_number(form.maximum)}", v.span)
+        c.error(f"`{key}` must be at most {_fmt(form.maximum)}", v.span)
         return None
     return x
 
@@ -216,9 +281,27 @@ def _check_early_stop(c, train: ast.Section | None, program: ast.Program):
         return
     out = outputs.get(path[1])
     if out is None:
-        c.error(f"`{path[1]}` is not an output", opt.on_span, did_you_mean(path[1], outputs))
+        c.error(f"`{path[1]}` is not an output", _part_span(program.source, opt.on_span, 1),
+                did_you_mean(path[1], outputs))
         return
     metrics = spec.METRICS.get(out.type, ())
     if metrics and path[2] not in metrics:
-        c.error(f"`{path[2]}` is not a metric of {out.type} output `{out.name}`", opt.on_span,
-                did_you_mean(path[2], metrics))
+        c.error(f"`{path[2]}` is not a metric of {out.type} output `{out.name}`",
+                _part_span(program.source, opt.on_span, 2), did_you_mean(path[2], metrics))
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _part_span(source: str, span: Span, index: int) -> Span:
+    """The span of the index-th name of a dotted path such as `val.churn.roc_auc`."""
+    if span.end_line != span.line or not span.end_col:
+        return span  # written over several lines: point at the whole path
+    lines = source.split("\n")
+    if not 1 <= span.line <= len(lines):
+        return span
+    names = list(_NAME.finditer(lines[span.line - 1], span.col - 1, span.end_col - 1))
+    if index >= len(names):
+        return span
+    m = names[index]
+    return Span(span.line, m.start() + 1, span.line, m.end() + 1)

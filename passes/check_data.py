@@ -49,11 +49,13 @@ def check_data(checked: Checked, table: pa.Table) -> dict[str, dict]:
             values = D.distinct(D.as_strings(table.column(split.column)))
             bad = [v for v in values if v not in SPLIT_VALUES]
             if bad:
-                error(f"split column `{split.column}` holds {', '.join(repr(v) for v in bad[:3])}",
-                      split.span, "its values must be `train`, `validation` or `test`")
+                shown = ", ".join(_quote(v) for v in bad[:3]) + (", ..." if len(bad) > 3 else "")
+                error(f"split column `{split.column}` holds {shown}", split.span,
+                      "its values must be `train`, `validation` or `test`")
             for need in SPLIT_VALUES:
                 if need not in values and not bad:
-                    error(f"split column `{split.column}` has no `{need}` rows", split.span)
+                    error(f"split column `{split.column}` has no `{need}` rows", split.span,
+                          "every split needs rows: validation picks the best epoch, test measures")
 
     for f in checked.features.values():
         if f.name not in columns:
@@ -74,14 +76,15 @@ def check_data(checked: Checked, table: pa.Table) -> dict[str, dict]:
             values = D.distinct(D.as_strings(col))
             fact["values"] = values
             if f.type == "binary" and len(values) > 2:
-                shown = ", ".join(values[:4]) + (", ..." if len(values) > 4 else "")
+                shown = ", ".join(_quote(v) for v in values[:4]) + (", ..." if len(values) > 4 else "")
                 numeric = pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
                 error(f"column `{f.name}` has {len(values)} distinct values ({shown}); "
                       f"`binary` needs exactly two", f.type_span,
                       "declare it as `category`" + (" or `number`" if numeric else ""))
                 continue
             if f.role == "output" and len(values) < 2:
-                error(f"output `{f.name}` holds a single value ({values[0]!r}): there is nothing to learn",
+                error(f"output `{f.name}` holds a single value ({_quote(values[0])}): "
+                      "there is nothing to learn",
                       f.span)
                 continue
             if f.type == "binary" and f.role == "output":
@@ -92,14 +95,21 @@ def check_data(checked: Checked, table: pa.Table) -> dict[str, dict]:
     return facts
 
 
+def _quote(value: str) -> str:
+    """A data value in a message: short, one line, in backticks."""
+    text = value if len(value) <= 30 else value[:27] + "..."
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return f"`{text}`" if text.strip() else f'"{text}"'
+
+
 def _positive(checked: Checked, f: ast.Feature, values: list[str], error) -> tuple[str, str] | None:
     """The positive class of a binary output and why it was chosen."""
     chosen = checked.options[f"output.{f.name}"].get("positive")
     if chosen is not None:
         if chosen not in values:
-            error(f"`positive = {chosen!r}` is not a value of `{f.name}`",
+            error(f"`positive = {ast.Str(chosen, None).to_dml()}` is not a value of `{f.name}`",
                   checked.option_spans[f"output.{f.name}.positive"],
-                  "the column holds " + " and ".join(repr(v) for v in values))
+                  "the column holds " + " and ".join(ast.Str(v, None).to_dml() for v in values))
         return chosen, "set in the program"
     for v in values:
         if v.lower() in POSITIVE_WORDS:

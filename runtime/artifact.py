@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from mlc import spec
+from mlc.diagnostics import UserError
 from mlc.backends import jax_backend
 from mlc.ir.graph import Graph, print_graph
 from mlc.ir.lower import lower
@@ -56,8 +57,8 @@ def save(path: Path, resolved: spec.Resolved, state: dict, graph: Graph, params:
     tmp.replace(path)  # never leave a half-written artifact behind
 
 
-class ArtifactError(Exception):
-    pass
+class ArtifactError(UserError):
+    """A model file that is missing, damaged or of another format."""
 
 
 def resolved_from_json(j: dict, file: str) -> spec.Resolved:

@@ -5,6 +5,7 @@ the `data` statement (file problems) or at the feature line (column problems).
 """
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +14,13 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from mlc.diagnostics import UserError
+
 # "None" is left out on purpose: it is a real category value in some data sets.
 NULL_VALUES = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "?"]
 
 
-class DataError(Exception):
+class DataError(UserError):
     """A problem with a data file or column; the caller attaches the location."""
 
     def __init__(self, message: str, hint: str | None = None):
@@ -58,11 +61,11 @@ def read_table(path: Path) -> pa.Table:
                         "fields on every line)" if suffix == ".csv" else
                         "check that it is a Parquet file") from None
     if bad_rows:
-        row = bad_rows[0]
-        line = _line_of(path, {r.text for r in bad_rows})
+        line, row = _first_bad_row(path, bad_rows)
         where = f"line {line}" if line else f"the row `{_printable(row.text)}`"
-        raise DataError(f"cannot read `{path.name}`: {where} has {row.actual_columns} "
-                        f"field{'s' if row.actual_columns != 1 else ''}, the header has {row.expected_columns}",
+        fields = f"{row.actual_columns} field{'s' if row.actual_columns != 1 else ''}"
+        raise DataError(f"cannot read `{path.name}`: {where} has {fields}, "
+                        f"the header has {row.expected_columns}",
                         "every line needs one value per column; quote values that contain commas")
     seen: set[str] = set()
     for name in table.column_names:
@@ -76,13 +79,15 @@ def read_table(path: Path) -> pa.Table:
 
 def _check_text(path: Path, chunk: int = 1 << 20) -> None:
     """Raise DataError unless the file is UTF-8 text (pyarrow would take other bytes silently)."""
-    import codecs
     decoder = codecs.getincrementaldecoder("utf-8")()
-    line, done = 1, False
+    line, done, first = 1, False, True
     with open(path, "rb") as f:
         while not done:
             block = f.read(chunk)
             done = not block
+            if first and block[:2] in (b"\xff\xfe", b"\xfe\xff"):
+                raise DataError(f"cannot read `{path.name}`: it is UTF-16 text, not UTF-8",
+                                "save the file as UTF-8 CSV")
             if b"\0" in block:
                 at = line + block[:block.index(b"\0")].count(b"\n")
                 raise DataError(f"cannot read `{path.name}`: it is a binary file, not CSV text (line {at})",
@@ -94,18 +99,24 @@ def _check_text(path: Path, chunk: int = 1 << 20) -> None:
                 raise DataError(f"cannot read `{path.name}`: it is not UTF-8 text (line {at})",
                                 "save the file as UTF-8 CSV") from None
             line += block.count(b"\n")
+            first = False
 
 
-def _line_of(path: Path, texts: set[str]) -> int | None:
-    """The first line of the file whose text is one of `texts` (rows pyarrow could not read)."""
+def _first_bad_row(path: Path, rows: list) -> tuple[int | None, object]:
+    """The first line of the file that pyarrow could not read, and its row (pyarrow may read
+    blocks in parallel and does not know line numbers)."""
+    by_text = {}
+    for r in rows:
+        by_text.setdefault(r.text, r)
     try:
         with open(path, encoding="utf-8", newline="") as f:
             for i, text in enumerate(f, 1):
-                if text.rstrip("\r\n") in texts:
-                    return i
+                r = by_text.get(text.rstrip("\r\n"))
+                if r is not None:
+                    return i, r
     except (OSError, UnicodeDecodeError):
         pass
-    return None
+    return None, rows[0]
 
 
 def _printable(text: str, limit: int = 120) -> str:

@@ -62,8 +62,7 @@ def run(path: str | Path, out_dir: str | Path, seed: int = 0, progress=None, log
         "training": {"epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
                      "steps": result.steps, "batch_size": r.train["batch_size"],
                      "early_stop": r.train["early_stop"],
-                     "rows_per_second": result.steps * min(r.train["batch_size"], len(fe.splits["train"]))
-                     / max(result.train_seconds, 1e-9),
+                     "rows_per_second": result.rows_per_second,
                      "history": result.history},
         "timings_seconds": {k: round(v, 4) for k, v in timings.items()},
         "resolved": r.to_json(),

@@ -79,6 +79,7 @@ class TrainResult:
     compile_seconds: float = 0.0
     train_seconds: float = 0.0
     steps: int = 0
+    rows_per_second: float = 0.0  # training steps only: no compilation, no validation
 
 
 class Evaluator:
@@ -90,14 +91,17 @@ class Evaluator:
 
     def __init__(self, graph: Graph, wanted: list[str], chunk: int = 2048):
         self.fn = jax.jit(jax_backend.build(graph, wanted))
-        self.chunk = chunk
+        self.max_chunk = chunk
 
     def __call__(self, params, inputs: dict) -> dict:
         n = len(next(iter(inputs.values())))
+        # Small splits pad to the next power of two, so they cost little and compile
+        # at most a handful of shapes.
+        chunk = min(self.max_chunk, 1 << max(0, (n - 1).bit_length()))
         parts = []
-        for start in range(0, n, self.chunk):
-            part = {k: v[start:start + self.chunk] for k, v in inputs.items()}
-            pad = self.chunk - len(next(iter(part.values())))
+        for start in range(0, n, chunk):
+            part = {k: v[start:start + chunk] for k, v in inputs.items()}
+            pad = chunk - len(next(iter(part.values())))
             if pad:
                 part = {k: np.concatenate([v, np.repeat(v[-1:], pad, axis=0)]) for k, v in part.items()}
             parts.append(jax.device_get(self.fn(params, part)))
@@ -121,18 +125,20 @@ def train(resolved: spec.Resolved, graph: Graph, state: dict, splits: dict, seed
         return loss_fn(params, batch_data, key, True)["loss"]
 
     def step(carry, idx):
-        params, opt_state, key = carry
+        params, opt_state, key, data = carry
         key, sub = jax.random.split(key)
         batch_data = {k: v[idx] for k, v in data.items()}
         loss, grads = jax.value_and_grad(loss_of)(params, batch_data, sub)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state, key), loss
+        return (optax.apply_updates(params, updates), opt_state, key, data), loss
 
+    # The data is an argument, not a closure: captured arrays would be baked into the
+    # compiled program as constants (slow to compile, and a copy per program).
     @jax.jit
-    def run_epoch(params, opt_state, key):
+    def run_epoch(params, opt_state, key, data):
         key, perm_key = jax.random.split(key)
         perm = jax.random.permutation(perm_key, n)[: steps * batch].reshape(steps, batch)
-        (params, opt_state, key), losses = jax.lax.scan(step, (params, opt_state, key), perm)
+        (params, opt_state, key, _), losses = jax.lax.scan(step, (params, opt_state, key, data), perm)
         return params, opt_state, key, losses.mean()
 
     key = jax.random.PRNGKey(seed)
@@ -147,15 +153,19 @@ def train(resolved: spec.Resolved, graph: Graph, state: dict, splits: dict, seed
     higher = spec.HIGHER_IS_BETTER.get(name, False) and metric != "val.loss"
     best, best_params, best_epoch, history = None, params, 0, []
     patience = cfg["early_stop"]["patience"]
+    if progress:
+        progress(0, epochs, None)  # compiling the first epoch
     t0 = time.perf_counter()
-    compile_seconds = 0.0
+    compile_seconds = step_seconds = 0.0
     epoch = 0
     for epoch in range(1, epochs + 1):
         t_epoch = time.perf_counter()
-        params, opt_state, key, train_loss = run_epoch(params, opt_state, key)
+        params, opt_state, key, train_loss = run_epoch(params, opt_state, key, data)
         train_loss = float(train_loss)
         if epoch == 1:
             compile_seconds = time.perf_counter() - t_epoch
+        else:
+            step_seconds += time.perf_counter() - t_epoch
         val = output_metrics(resolved, evaluate(params, val_inputs), val_targets, state)
         val_loss = total_loss(resolved, val)
         value = metric_value(metric, val, val_loss)
@@ -171,4 +181,5 @@ def train(resolved: spec.Resolved, graph: Graph, state: dict, splits: dict, seed
         if epoch - best_epoch >= patience:
             break
     return TrainResult(jax.device_get(best_params), best_epoch, epoch, history, compile_seconds,
-                       time.perf_counter() - t0, steps * epoch)
+                       time.perf_counter() - t0, steps * epoch,
+                       steps * batch * (epoch - 1) / step_seconds if step_seconds else 0.0)

@@ -58,6 +58,7 @@ IMPLS = {
     "huber": lambda p, y, *, delta: optax.huber_loss(p[:, 0], y, delta=delta),
     "mean": jnp.mean,
 }
+IMPLS["const"] = lambda *, value, dtype="f32": jnp.asarray(value, jnp.int32 if dtype == "i32" else jnp.float32)
 
 
 def build(graph: Graph, wanted: list[str]):

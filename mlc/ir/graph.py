@@ -40,12 +40,24 @@ class Param:
 
 
 @dataclass
+class Group:
+    """A kernel group: an annotation naming ops (or, for an optimizer update, params)
+    that one fused kernel computes. The ops stay in `Graph.ops`, so every executor
+    that ignores groups still computes the same values (see mlc/fusion/)."""
+    name: str
+    family: str  # "elementwise" | "matmul_epilogue" | "rowwise" | "gather" | ... | "adamw_update"
+    members: tuple[str, ...]
+    attrs: dict = field(default_factory=dict)
+
+
+@dataclass
 class Graph:
     name: str
     inputs: dict[str, TensorType] = field(default_factory=dict)
     params: dict[str, Param] = field(default_factory=dict)
     ops: list[Op] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
+    groups: list[Group] = field(default_factory=list)  # filled by the fusion pass
 
     def type_of(self, value: str) -> TensorType:
         if value in self.inputs:
@@ -112,6 +124,11 @@ def _scalar(ts, a):
     return TensorType("f32", ())
 
 
+def _const(ts, a):
+    import numpy as np
+    return TensorType(a.get("dtype", "f32"), tuple(np.shape(a["value"])))
+
+
 ELEMENTWISE_UNARY = ("relu", "gelu", "silu", "tanh", "sigmoid", "neg", "exp", "log", "dropout", "scale")
 ELEMENTWISE_BINARY = ("add", "sub", "mul")
 
@@ -131,6 +148,7 @@ OPS: dict[str, tuple[int | None, Callable]] = {
     "abs_error": (2, _per_row),
     "huber": (2, _per_row),
     "mean": (1, _scalar),
+    "const": (0, _const),  # {value=<number or nested list>, dtype='f32'|'i32' (default f32)}
 }
 
 
@@ -181,6 +199,15 @@ def verify(g: Graph) -> None:
     for name, v in g.outputs.items():
         if v not in defined:
             raise IRError(f"output {name} refers to undefined %{v}")
+    grouped: dict[str, str] = {}
+    op_results = {op.result for op in g.ops}
+    for grp in g.groups:
+        for m in grp.members:
+            if m not in op_results and m not in g.params:
+                raise IRError(f"group {grp.name} names %{m}, which is neither an op nor a param")
+            if m in op_results and m in grouped:
+                raise IRError(f"%{m} is in two groups, {grouped[m]} and {grp.name}")
+            grouped[m] = grp.name
 
 
 def _attrs(attrs: dict) -> str:
@@ -200,6 +227,9 @@ def print_graph(g: Graph) -> str:
         args = ", ".join(f"%{a}" for a in op.args)
         lines.append(f"  %{op.result} = {op.opcode}({args}){_attrs(op.attrs)} : {op.type}")
     lines += [f"  output {n} = %{v}" for n, v in g.outputs.items()]
+    for grp in g.groups:
+        members = ", ".join(f"%{m}" for m in grp.members)
+        lines.append(f"  group {grp.name} {grp.family}({members}){_attrs(grp.attrs)}")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -213,3 +243,30 @@ def live_ops(g: Graph, wanted: list[str]) -> list[Op]:
             keep.append(op)
             need.update(op.args)
     return list(reversed(keep))
+
+
+# ---- helpers for passes -----------------------------------------------------------
+def clone(g: Graph) -> Graph:
+    """A deep copy, so a pass can edit it and still be pure."""
+    import copy
+    return copy.deepcopy(g)
+
+
+def consumers(g: Graph) -> dict[str, list[str]]:
+    """value -> results of the ops that use it (in op order, once per op)."""
+    uses: dict[str, list[str]] = {}
+    for op in g.ops:
+        for a in dict.fromkeys(op.args):
+            uses.setdefault(a, []).append(op.result)
+    return uses
+
+
+def substitute(g: Graph, mapping: dict[str, str]) -> None:
+    """Replace every use of a value by another (in place), following chains."""
+    def resolve(v):
+        while v in mapping:
+            v = mapping[v]
+        return v
+    for op in g.ops:
+        op.args = tuple(resolve(a) for a in op.args)
+    g.outputs = {n: resolve(v) for n, v in g.outputs.items()}
