@@ -120,12 +120,78 @@ class Feature:
 
 @dataclass
 class Section:
-    """`combiner NAME { ... }` or `train { ... }`."""
+    """`combiner NAME(args) { ... }` or `train { ... }`."""
 
     keyword: str
     name: str | None
     options: list[Option]
     span: Span
+    args: list[KwArg] | None = None  # `combiner residual_mlp(width = 512)`: arguments of a block
+
+
+# ---- expert blocks ---------------------------------------------------------
+@dataclass
+class ENum:
+    value: float | int
+    span: Span
+
+
+@dataclass
+class EVar:
+    name: str
+    span: Span
+
+
+@dataclass
+class EOp:
+    """`a + b`, `a - b`, `a * b`, `a / b`, `-a` (op "neg", one operand)."""
+
+    op: str
+    operands: list["Expr"]
+    span: Span
+
+
+@dataclass
+class ECall:
+    name: str
+    args: list["Expr"]
+    kwargs: dict[str, "Expr"]
+    span: Span
+
+
+@dataclass
+class EList:
+    items: list["Expr"]
+    span: Span
+
+
+Expr = ENum | EVar | EOp | ECall | EList
+
+
+@dataclass
+class BlockParam:
+    name: str
+    type: str | None  # "tensor" | "int" | "float" or None (tensor for the first, else from default)
+    default: Value | None
+    span: Span
+
+
+@dataclass
+class Assign:
+    name: str
+    expr: Expr
+    span: Span
+
+
+@dataclass
+class Block:
+    name: str
+    params: list[BlockParam]
+    body: list[Assign]
+    result: Expr
+    span: Span  # the name
+    text: str  # the block's source, `block` to `}`, for explain and the artifact
+    line: int  # where `block` stands in its file
 
 
 @dataclass
@@ -135,6 +201,7 @@ class Program:
     data: list[Data] = field(default_factory=list)
     features: list[Feature] = field(default_factory=list)
     sections: list[Section] = field(default_factory=list)
+    blocks: list[Block] = field(default_factory=list)
 
     @property
     def inputs(self) -> list[Feature]:

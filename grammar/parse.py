@@ -67,7 +67,7 @@ def _span(meta_or_tok) -> Span:
 
 
 # Statement keywords: in an unclosed `{` block the parser reads them as option names.
-KEYWORDS = ("data", "input", "output", "combiner", "train")
+KEYWORDS = ("data", "input", "output", "combiner", "train", "block")
 
 
 class _BadEscape(Exception):
@@ -112,6 +112,8 @@ class _ToAst(Transformer):
                 prog.data.append(s)
             elif isinstance(s, ast.Feature):
                 prog.features.append(s)
+            elif isinstance(s, ast.Block):
+                prog.blocks.append(s)
             else:
                 prog.sections.append(s)
         return prog
@@ -176,7 +178,58 @@ class _ToAst(Transformer):
         return self._feature("output", c)
 
     def combiner_stmt(self, meta, c):
-        return ast.Section("combiner", str(c[0]), c[1] if len(c) > 1 else [], _span(c[0]))
+        args = next((x for x in c[1:] if isinstance(x, tuple)), None)
+        options = next((x for x in c[1:] if isinstance(x, list)), [])
+        return ast.Section("combiner", str(c[0]), options, _span(c[0]), args[1] if args else None)
+
+    def block_args(self, meta, c):
+        return ("args", list(c))  # a tuple tells it apart from the options list
+
+    # expert blocks
+    def block_stmt(self, meta, c):
+        name, rest = c[0], c[1:]
+        params = [x for x in rest if isinstance(x, ast.BlockParam)]
+        body = [x for x in rest if isinstance(x, ast.Assign)]
+        text = self.source[meta.start_pos:meta.end_pos]
+        return ast.Block(str(name), params, body, rest[-1], _span(name), text, meta.line)
+
+    def param(self, meta, c):
+        type_ = next((str(t) for t in c[1:] if not isinstance(t, (ast.Num, ast.Str, ast.Name, ast.Call,
+                                                                     ast.List))), None)
+        default = next((v for v in c[1:] if isinstance(v, (ast.Num, ast.Str, ast.Name, ast.Call, ast.List))),
+                       None)
+        return ast.BlockParam(str(c[0]), type_, default, _span(c[0]))
+
+    def assign(self, meta, c):
+        return ast.Assign(str(c[0]), c[1], _span(c[0]))
+
+    def _binary(op):  # noqa: N805 - a rule factory, used at class creation
+        def rule(self, meta, c):
+            return ast.EOp(op, list(c), _span(meta))
+        return rule
+
+    e_add, e_sub, e_mul, e_div = _binary("add"), _binary("sub"), _binary("mul"), _binary("div")
+
+    def e_neg(self, meta, c):
+        return ast.EOp("neg", list(c), _span(meta))
+
+    def e_num(self, meta, c):
+        text = str(c[0])
+        return ast.ENum(int(text) if text.lstrip("+-").isdigit() else float(text), _span(c[0]))
+
+    def e_var(self, meta, c):
+        return ast.EVar(str(c[0]), _span(c[0]))
+
+    def e_kwarg(self, meta, c):
+        return ("kw", str(c[0]), c[1])
+
+    def e_call(self, meta, c):
+        args = [a for a in c[1:] if not isinstance(a, tuple)]
+        kwargs = {a[1]: a[2] for a in c[1:] if isinstance(a, tuple)}
+        return ast.ECall(str(c[0]), args, kwargs, _span(c[0]))
+
+    def e_list(self, meta, c):
+        return ast.EList(list(c), _span(meta))
 
     def train_stmt(self, meta, c):
         return ast.Section("train", None, c[0], _span(meta))
@@ -278,6 +331,10 @@ def _bad_token(source: str, file: str, e) -> Diagnostic:
             line, col = 1, 1
         return Diagnostic("unexpected end of file", Span(line, col, line, col + 1), file, hint)
     text = str(tok)
+    if text == "-" and tok.start_pos and re.match(r"[A-Za-z0-9_]", source[tok.start_pos - 1]):
+        # `my-age`: `-` is an operator only inside blocks; here it glues a name.
+        return Diagnostic("unexpected character `-`", Span(tok.line, tok.column, tok.line, tok.column + 1),
+                          file, "names may hold letters, digits and `_`, not `-`")
     if tok.type == "NAME":
         words = [w.strip("`") for w in expected if w.strip("`") in _parser_keywords()]
         close = difflib.get_close_matches(text, words, n=1, cutoff=0.6)

@@ -51,7 +51,7 @@ def check(program):
     from mlc.compile import frontend
     fe = frontend(program)
     r = fe.resolved
-    out.print(f"{program}: ok: {len(r.inputs)} inputs, {len(r.outputs)} outputs, "
+    click.echo(f"{program}: ok: {len(r.inputs)} inputs, {len(r.outputs)} outputs, "
               f"{fe.table.num_rows} rows ({', '.join(f'{k} {len(v)}' for k, v in fe.splits.items())})")
 
 
@@ -177,25 +177,43 @@ def MlcError_from(message: str) -> MlcError:
 
 
 @main.command()
-@click.argument("program", type=click.Path(dir_okay=False))
-@click.option("--emit", type=click.Choice(["ir", "opt", "fused"]), default="fused", show_default=True,
-              help="Stage to print: ir (as lowered), opt (after the optimizing passes), fused "
-                   "(with kernel groups).")
+@click.argument("source", type=click.Path(dir_okay=False))
+@click.option("--target", type=click.Choice(["gpu", "cpu", "tpu"]), default=None,
+              help="Write a compiled artifact for this platform (exported JAX program; for gpu also "
+                   "Triton kernels as PTX and cubin).")
+@click.option("--arch", default=None, help="GPU architecture for --target gpu, e.g. sm_90 [default: sm_80 and sm_90]")
+@click.option("--out", "out_path", type=click.Path(), default=None,
+              help="Where to write the artifact [default: SOURCE's folder, <name>.<target>.mlcc]")
+@click.option("--emit", type=click.Choice(["ir", "opt", "fused", "triton", "ptx"]), default=None,
+              help="Print a stage instead: ir (as lowered), opt (after the optimizing passes), fused "
+                   "(with kernel groups), triton (generated kernel source), ptx (for --arch).")
 @click.option("--dump-after", "dump_after", default=None, metavar="PASS",
               help="Print the IR right after PASS (infer, constfold, simplify, cse, dce, fuse).")
 @click.option("--timings", is_flag=True, help="Print each pass's time and op counts to stderr.")
 @user_errors
-def compile(program, emit, dump_after, timings):  # noqa: A001 - the command is called compile
-    """Compile PROGRAM through the middle end and print the graph IR at a stage."""
+def compile(source, target, arch, out_path, emit, dump_after, timings):  # noqa: A001 - the command's name
+    """Compile SOURCE (a .dml program or a trained model.mlc).
+
+    With --target, write a deployable artifact; otherwise print the IR (--emit, default fused).
+    """
+    if target is not None:
+        from mlc.export import compile_target
+        compile_target(Path(source), target, arch, Path(out_path) if out_path else None,
+                       log=lambda m: click.echo(m, err=True))
+        return
+    if emit in ("triton", "ptx"):
+        from mlc.export import emit as emit_kernels
+        click.echo(emit_kernels(Path(source), emit, arch), nl=False)
+        return
     from mlc.ir import pipeline
-    graph = pipeline.lower_file(program)
+    graph = pipeline.lower_file(source)
     if dump_after is not None:
         if dump_after not in pipeline.PASSES:
             raise UserError(f"unknown pass `{dump_after}`; passes: {', '.join(pipeline.PASSES)}")
         _, log = pipeline.optimize(graph, dump_after=dump_after)
         click.echo(log.dump, nl=False)
     else:
-        click.echo(pipeline.emit(graph, emit), nl=False)
+        click.echo(pipeline.emit(graph, emit or "fused"), nl=False)
     if timings:
         click.echo(pipeline.optimize(graph)[1].format(), err=True)
 

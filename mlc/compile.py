@@ -52,4 +52,10 @@ def frontend(path: str | Path) -> Frontend:
             raise MlcError(Diagnostic(f"the {name} split is empty ({table.num_rows} rows in all)",
                                       checked.data.span, file, "use more rows or a larger share"), source)
     resolved = resolve(checked, facts, len(splits["train"]))
+    if resolved.combiner.get("block"):
+        # Shapes in a block depend on the data's widths: lower it once now so that
+        # `mlc check` reports shape errors at the block's lines (cheap: no training).
+        from mlc.ir.lower import lower
+        from mlc.runtime import preprocess as P
+        lower(resolved, P.fit(resolved, D.take(table, splits["train"]), facts))
     return Frontend(checked, table, splits, resolved, dropped, facts)

@@ -39,6 +39,8 @@ def explain(r: spec.Resolved) -> str:
         clause = f"split by {split['column']}"
     out.append(f"data {Str(r.data_path, None).to_dml()} {clause}  # {r.reasons.get('split', '')}")
     out.append("")
+    for text in r.blocks.values():
+        out += [text, ""]
     features = [("input", f) for f in r.inputs] + [("output", f) for f in r.outputs]
     width = max(len(f["name"]) for _, f in features)
     for role, f in features:
@@ -50,9 +52,13 @@ def explain(r: spec.Resolved) -> str:
         else:
             out.append(head)
     out.append("")
-    out.append(f"combiner {r.combiner['name']} {{  # {r.reasons.get('combiner', '')}")
-    out += _block(r.combiner["options"], r.reasons, "combiner")
-    out.append("}")
+    if r.combiner.get("block"):
+        args = ", ".join(f"{k} = {value_to_dml(v)}" for k, v in r.combiner["args"].items())
+        out.append(f"combiner {r.combiner['name']}({args})  # {r.reasons.get('combiner', '')}")
+    else:
+        out.append(f"combiner {r.combiner['name']} {{  # {r.reasons.get('combiner', '')}")
+        out += _block(r.combiner["options"], r.reasons, "combiner")
+        out.append("}")
     out.append("")
     out.append("train {")
     out += _block(r.train, r.reasons, "train")

@@ -120,7 +120,37 @@ class Resolved:
     combiner: dict  # {"name", "options": {...}}
     train: dict
     reasons: dict[str, str] = field(default_factory=dict)  # "input.age.normalize" -> why
+    blocks: dict[str, str] = field(default_factory=dict)  # expert block name -> its source text
+    source: str | None = None  # the program's text, for diagnostics while lowering blocks
+    block_lines: dict[str, int] = field(default_factory=dict)  # block name -> its line in the program
 
     def to_json(self) -> dict:
         return {"data": self.data_path, "split": self.split, "inputs": self.inputs,
-                "outputs": self.outputs, "combiner": self.combiner, "train": self.train}
+                "outputs": self.outputs, "combiner": self.combiner, "train": self.train,
+                "blocks": self.blocks}
+
+
+# ---- expert blocks -------------------------------------------------------------
+# Functions usable inside `block NAME(x, ...) { ... return EXPR }`: name -> the kinds of
+# their positional arguments ("..." repeats the last kind) and the kind they return.
+# "number" is an int or a float known at compile time.
+BLOCK_FUNCTIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "dense": (("tensor", "int"), "tensor"),
+    "matmul": (("tensor", "tensor"), "tensor"),
+    "relu": (("tensor",), "tensor"),
+    "gelu": (("tensor",), "tensor"),
+    "silu": (("tensor",), "tensor"),
+    "tanh": (("tensor",), "tensor"),
+    "sigmoid": (("tensor",), "tensor"),
+    "exp": (("tensor",), "tensor"),
+    "log": (("tensor",), "tensor"),
+    "softmax": (("tensor",), "tensor"),
+    "layernorm": (("tensor",), "tensor"),
+    "dropout": (("tensor", "number"), "tensor"),
+    "concat": (("tensor", "tensor", "..."), "tensor"),
+    "sum": (("tensor",), "tensor"),
+    "mean": (("tensor",), "tensor"),
+    "reshape": (("tensor", "list"), "tensor"),
+    "dim": (("tensor",), "int"),
+}
+BLOCK_PARAM_TYPES = ("tensor", "int", "float")

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mlc import spec
 from mlc.diagnostics import Diagnostic, MlcError, Span, did_you_mean
 from mlc.grammar import ast
+
+from .check_blocks import check_block_call, check_blocks
 
 
 # Bounds of call arguments, whose kinds spec.Choice records: key -> (low, high, low_open, high_open).
@@ -44,6 +46,8 @@ class Checked:
     options: dict[str, dict]  # "input.age" / "output.churn" / "combiner" / "train" -> {key: value}
     option_spans: dict[str, Span]  # "input.age.normalize" -> where it was written
     combiner: str | None
+    blocks: dict = field(default_factory=dict)  # name -> ast.Block
+    block_args: dict = field(default_factory=dict)  # arguments of the block combiner
 
 
 class _Collector:
@@ -89,6 +93,8 @@ def check(program: ast.Program) -> Checked:
                 "add the column to predict, such as `output churn : binary`")
 
     combiner = None
+    blocks = check_blocks(program, c.error)
+    block_args: dict = {}
     seen_sections: dict[str, ast.Section] = {}
     for s in program.sections:
         if s.keyword in seen_sections:
@@ -97,16 +103,23 @@ def check(program: ast.Program) -> Checked:
             continue
         seen_sections[s.keyword] = s
         if s.keyword == "combiner":
-            if s.name not in spec.COMBINERS:
-                c.error(f"unknown combiner `{s.name}`", s.span, did_you_mean(s.name, spec.COMBINERS))
             combiner = s.name
+            if s.name in blocks:
+                block_args = check_block_call(s, blocks[s.name], c.error)
+                continue
+            if s.name not in spec.COMBINERS:
+                c.error(f"unknown combiner `{s.name}`", s.span,
+                        did_you_mean(s.name, list(spec.COMBINERS) + list(blocks)))
+            elif s.args is not None:
+                c.error(f"the built-in combiner `{s.name}` takes options in `{{ }}`, not arguments", s.span,
+                        f"write `combiner {s.name} {{ layers = [256, 128] }}`")
         options[s.keyword] = _check_options(c, s.options, spec.SECTION_OPTIONS[s.keyword],
                                             f"`{s.keyword}`", s.keyword, spans)
     _check_early_stop(c, seen_sections.get("train"), program)
 
     if c.diags:
         raise MlcError(c.diags, program.source)
-    return Checked(program, data, features, options, spans, combiner)
+    return Checked(program, data, features, options, spans, combiner, blocks, block_args)
 
 
 def _check_data(c: _Collector) -> ast.Data | None:

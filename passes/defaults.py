@@ -11,6 +11,7 @@ from mlc import spec
 from mlc.grammar import ast
 
 from .check import Checked
+from .check_blocks import param_kind
 
 
 def resolve(checked: Checked, facts: dict[str, dict], n_train: int) -> spec.Resolved:
@@ -71,19 +72,34 @@ def resolve(checked: Checked, facts: dict[str, dict], n_train: int) -> spec.Reso
         entry = {"name": f.name, "type": f.type, "options": opts}
         (inputs if f.role == "input" else outputs).append(entry)
 
-    given = checked.options.get("combiner", {})
-    if checked.combiner:
-        reasons["combiner"] = "set in the program"
+    blocks = {name: b.text for name, b in checked.blocks.items()}
+    block = checked.blocks.get(checked.combiner)
+    if block is not None:
+        args = dict(checked.block_args)
+        for i, p in enumerate(block.params[1:], start=1):
+            if p.name not in args:
+                kind = param_kind(p, False)
+                args[p.name] = p.default.value if kind == "int" else float(p.default.value)
+                reasons[f"combiner.{p.name}"] = "the block's default"
+            else:
+                reasons[f"combiner.{p.name}"] = "set in the program"
+        reasons["combiner"] = f"the expert block `{block.name}`"
+        combiner = {"name": block.name, "block": True, "args": args, "options": {}}
     else:
-        reasons["combiner"] = "concatenate every encoded input and feed an MLP"
-    combiner = {"name": checked.combiner or "concat", "options": {
-        "layers": pick("combiner", given, "layers", [256, 256],
-                       "two hidden layers of 256: strong on tabular data at this size"),
-        "activation": pick("combiner", given, "activation", {"name": "relu"}, "a robust default"),
-        "dropout": pick("combiner", given, "dropout", 0.1, "light regularization"),
-        "norm": pick("combiner", given, "norm", {"name": "none"},
-                     "inputs are already scaled; normalization layers slow CPU training"),
-    }}
+        given = checked.options.get("combiner", {})
+        if checked.combiner:
+            reasons["combiner"] = "set in the program"
+        else:
+            reasons["combiner"] = "concatenate every encoded input and feed an MLP"
+        combiner = {"name": checked.combiner or "concat", "options": {
+            "layers": pick("combiner", given, "layers", [256, 256],
+                           "two hidden layers of 256: strong on tabular data at this size"),
+            "activation": pick("combiner", given, "activation", {"name": "relu"}, "a robust default"),
+            "dropout": pick("combiner", given, "dropout", 0.1, "light regularization"),
+            "norm": pick("combiner", given, "norm", {"name": "none"},
+                         "inputs are already scaled; normalization layers slow CPU training"),
+        }}
+
 
     given = checked.options.get("train", {})
     batch = given.get("batch_size", "auto")
@@ -98,7 +114,8 @@ def resolve(checked: Checked, facts: dict[str, dict], n_train: int) -> spec.Reso
         by_steps = min(200, max(30, round(8_000 / steps_per_epoch)))
         # Bound the work, so a large or wide table still trains in well under a minute on
         # two cores (about 20 GFLOP/s there): at most 6e11 FLOPs, 6 per weight per row.
-        flops_per_row = 6 * _dense_weights(inputs, combiner["options"]["layers"], outputs, facts)
+        layers = combiner["options"].get("layers", [256, 256])  # a block: assume the default's size
+        flops_per_row = 6 * _dense_weights(inputs, layers, outputs, facts)
         budget_rows = 6e11 / flops_per_row
         by_rows = max(5, round(budget_rows / max(n_train, 1)))
         epochs = int(min(by_steps, by_rows))
@@ -145,7 +162,9 @@ def resolve(checked: Checked, facts: dict[str, dict], n_train: int) -> spec.Reso
                                    "huber": {"delta": 1.0},
                                    "embed": {"size": min(32, max(4, round(1.6 * len(
                                        facts.get(entry["name"], {}).get("values", [])) ** 0.56)))}})
-    return spec.Resolved(checked.program.file, d.path, split, inputs, outputs, combiner, train, reasons)
+    return spec.Resolved(checked.program.file, d.path, split, inputs, outputs, combiner, train, reasons,
+                         blocks=blocks, source=checked.program.source,
+                         block_lines={n: b.line for n, b in checked.blocks.items()})
 
 
 def split_of(d: ast.Data) -> tuple[dict, str]:

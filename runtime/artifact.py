@@ -25,9 +25,11 @@ from mlc.diagnostics import UserError
 from mlc.backends import jax_backend
 from mlc.ir.graph import Graph, print_graph
 from mlc.ir.lower import lower
+from mlc.ir.pipeline import optimize
 from mlc.runtime import preprocess as P
 
 FORMAT = "mlc-model/1"
+COMPILED_FORMAT = "mlc-compiled/1"  # mlc/export.py; `load` hands those to mlc.export.load_compiled
 
 
 def versions() -> dict:
@@ -62,7 +64,8 @@ class ArtifactError(UserError):
 
 
 def resolved_from_json(j: dict, file: str) -> spec.Resolved:
-    return spec.Resolved(file, j["data"], j["split"], j["inputs"], j["outputs"], j["combiner"], j["train"])
+    return spec.Resolved(file, j["data"], j["split"], j["inputs"], j["outputs"], j["combiner"], j["train"],
+                         blocks=j.get("blocks", {}))
 
 
 def rows_to_table(rows) -> pa.Table:
@@ -85,7 +88,7 @@ class Model:
         self.program_text = program_text
         self.resolved = resolved_from_json(manifest["resolved"], manifest.get("file", "model.dml"))
         self.state = manifest["preprocessing"]
-        self.graph = lower(self.resolved, self.state)
+        self.graph, _ = optimize(lower(self.resolved, self.state))  # the graph `mlc run` trained
         for name, p in self.graph.params.items():
             if name not in params or tuple(params[name].shape) != tuple(p.type.shape):
                 raise ArtifactError(f"weights do not match the program (parameter `{name}`)")
@@ -122,17 +125,23 @@ class Model:
 
 
 def load(path: str | Path) -> Model:
+    """A model.mlc -> Model; a .mlcc compiled from one -> mlc.export.CompiledModel (same predict)."""
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"no model file at `{path}`")
     try:
         with zipfile.ZipFile(path) as z:
             manifest = json.loads(z.read("manifest.json"))
-            program_text = z.read("program.dml").decode()
-            with np.load(io.BytesIO(z.read("weights.npz")), allow_pickle=False) as w:
-                params = {k: w[k] for k in w.files}
+            compiled = isinstance(manifest, dict) and manifest.get("format") == COMPILED_FORMAT
+            if not compiled:
+                program_text = z.read("program.dml").decode()
+                with np.load(io.BytesIO(z.read("weights.npz")), allow_pickle=False) as w:
+                    params = {k: w[k] for k in w.files}
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, ValueError) as e:
         raise ArtifactError(f"`{path}` is not an mlc model ({e})") from None
+    if compiled:  # a .mlcc written by `mlc compile --target`
+        from mlc.export import load_compiled
+        return load_compiled(path, manifest)
     if manifest.get("format") != FORMAT:
         raise ArtifactError(f"`{path}` has format {manifest.get('format')!r}; this mlc reads {FORMAT}")
     return Model(manifest, params, program_text)

@@ -11,6 +11,7 @@ from mlc.compile import frontend
 from mlc.explain import explain
 from mlc.ir.graph import verify
 from mlc.ir.lower import lower
+from mlc.ir.pipeline import optimize
 from mlc.runtime import artifact
 from mlc.runtime import data as D
 from mlc.runtime import preprocess as P
@@ -32,7 +33,8 @@ def run(path: str | Path, out_dir: str | Path, seed: int = 0, progress=None, log
     t = time.perf_counter()
     state = P.fit(r, tables["train"], fe.facts)
     encoded = {s: (P.encode_inputs(r, state, tables[s]), P.encode_targets(r, state, tables[s])) for s in SPLITS}
-    graph = lower(r, state)
+    # Train the optimized graph: simplified, CSE'd, dead code removed, kernel groups marked.
+    graph, _ = optimize(lower(r, state))
     verify(graph)
     timings["preprocess"] = time.perf_counter() - t
 

@@ -354,8 +354,10 @@ def mutated(draw):
 
 @lru_cache(maxsize=None)
 def example_table(name: str) -> pa.Table:
-    stem = "titanic" if name in ("rich.dml", "split_by.dml") else Path(name).stem
-    return D.read_table(ROOT / "examples" / "data" / f"{stem}.csv")
+    if name in ("rich.dml", "split_by.dml"):
+        return D.read_table(ROOT / "examples" / "data" / "titanic.csv")
+    data = re.search(r'^data "([^"]+)"', (ROOT / "examples" / name).read_text(), re.M).group(1)
+    return D.read_table(ROOT / "examples" / data)
 
 
 def assert_located(e: MlcError, source: str, file: str):

@@ -59,6 +59,10 @@ def _case(opcode):
         out = b.op("softmax_ce", _f32(b, "z", 4), b.input("y_cls", TensorType("i32", ("B",))), smoothing=0.1)
     elif opcode == "mean":
         out = b.op("mean", x)
+    elif opcode in ("row_sum", "row_mean"):
+        out = b.op(opcode, x)
+    elif opcode == "reshape":
+        out = b.op("row_sum", b.op("reshape", _f32(b, "z", 6), shape=[2, 3]))
     elif opcode == "const":
         b.output("i", b.op("const", value=[1, 2], dtype="i32"))
         out = b.op("add", x, b.op("const", value=[0.5, -1.0, 2.0, 0.0, 3.25]))

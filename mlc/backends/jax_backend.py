@@ -57,6 +57,9 @@ IMPLS = {
     "abs_error": lambda p, y: jnp.abs(p[:, 0] - y),
     "huber": lambda p, y, *, delta: optax.huber_loss(p[:, 0], y, delta=delta),
     "mean": jnp.mean,
+    "row_sum": lambda x: jnp.sum(x, axis=-1, keepdims=True),
+    "row_mean": lambda x: jnp.mean(x, axis=-1, keepdims=True),
+    "reshape": lambda x, *, shape: jnp.reshape(x, (x.shape[0],) + tuple(shape)),
 }
 IMPLS["const"] = lambda *, value, dtype="f32": jnp.asarray(value, jnp.int32 if dtype == "i32" else jnp.float32)
 

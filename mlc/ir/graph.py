@@ -129,6 +129,19 @@ def _const(ts, a):
     return TensorType(a.get("dtype", "f32"), tuple(np.shape(a["value"])))
 
 
+def _row_reduce(ts, a):
+    return TensorType(ts[0].dtype, ts[0].shape[:-1] + (1,))
+
+
+def _reshape(ts, a):
+    """Reshape the feature dimensions; the batch dimension stays."""
+    x, shape = ts[0], tuple(a["shape"])
+    size = lambda dims: __import__("math").prod(dims)  # noqa: E731
+    if size(x.shape[1:]) != size(shape):
+        raise IRError(f"cannot reshape {x} to [B,{','.join(map(str, shape))}]: sizes differ")
+    return TensorType(x.dtype, x.shape[:1] + shape)
+
+
 ELEMENTWISE_UNARY = ("relu", "gelu", "silu", "tanh", "sigmoid", "neg", "exp", "log", "dropout", "scale")
 ELEMENTWISE_BINARY = ("add", "sub", "mul")
 
@@ -148,6 +161,9 @@ OPS: dict[str, tuple[int | None, Callable]] = {
     "abs_error": (2, _per_row),
     "huber": (2, _per_row),
     "mean": (1, _scalar),
+    "row_sum": (1, _row_reduce),  # over the last axis, kept as size 1
+    "row_mean": (1, _row_reduce),
+    "reshape": (1, _reshape),  # {shape=[...]}: the dimensions after the batch
     "const": (0, _const),  # {value=<number or nested list>, dtype='f32'|'i32' (default f32)}
 }
 

@@ -111,6 +111,9 @@ IMPLS = {
     "abs_error": lambda p, y: np.abs(p[:, 0] - y),
     "huber": _huber,
     "mean": lambda x: np.asarray(x.mean(), x.dtype),
+    "row_sum": lambda x: x.sum(axis=-1, keepdims=True),
+    "row_mean": lambda x: x.mean(axis=-1, keepdims=True),
+    "reshape": lambda x, *, shape: x.reshape((x.shape[0],) + tuple(shape)),
 }
 _NEEDS_DTYPE = {"one_hot", "softmax_ce"}
 

@@ -11,6 +11,7 @@ import math
 from mlc import spec
 from mlc.runtime.preprocess import input_width
 
+from .blocks import lower_block
 from .graph import Builder, Graph, TensorType
 
 
@@ -42,8 +43,13 @@ def lower(r: spec.Resolved, state: dict, name: str = "model") -> Graph:
             width += enc["size"]
     h = parts[0] if len(parts) == 1 else b.op("concat", *parts, axis=1)
 
+    if r.combiner.get("block"):
+        name = r.combiner["name"]
+        h = lower_block(b, r.blocks[name], r.combiner["args"], h, file=r.file, source=r.source,
+                        line=r.block_lines.get(name, 1))
+        width = b.graph.type_of(h).shape[-1]
     c = r.combiner["options"]
-    for i, layer in enumerate(c["layers"]):
+    for i, layer in enumerate(c.get("layers", [])):
         h = _dense(b, h, width, layer, f"combiner.{i}")
         if c["norm"]["name"] == "layernorm":
             g = b.param(f"combiner.{i}.ln.g", (layer,), {"kind": "ones"})
