@@ -62,6 +62,7 @@ from pathlib import Path
 import numpy as np
 
 from mlc.diagnostics import Diagnostic, MlcError, UserError
+from mlc.runtime.artifact import Predictor
 
 FORMAT = "mlc-compiled/1"
 SUFFIX = ".mlcc"
@@ -431,7 +432,7 @@ def runnable_device(path, manifest: dict):
     return here[runnable[0]]
 
 
-class CompiledModel:
+class CompiledModel(Predictor):
     """A model compiled with `mlc compile model.mlc --target ...`: `predict(rows)` runs the
     exported inference program (weights inside) on rows encoded with the stored state."""
 
@@ -451,14 +452,6 @@ class CompiledModel:
         spec = manifest["programs"]["inference"]
         self.input_spec = {i["name"]: i for i in spec["inputs"]}
 
-    @property
-    def inputs(self) -> list[str]:
-        return [f["name"] for f in self.resolved.inputs]
-
-    @property
-    def outputs(self) -> list[str]:
-        return [f["name"] for f in self.resolved.outputs]
-
     def __call__(self, encoded: dict) -> dict:
         """The exported program on encoded arrays: {x_num, cat_*} -> {output: prediction}."""
         import jax
@@ -466,24 +459,7 @@ class CompiledModel:
         with jax.default_device(self.device):
             return jax.device_get(self.exported.call(args))
 
-    def predict_raw(self, table, batch: int = 8192) -> dict[str, np.ndarray]:
-        from mlc.runtime import preprocess as P
-        missing = [c for c in self.inputs if c not in table.column_names]
-        if missing:
-            raise ValueError("rows lack input column(s): " + ", ".join(missing))
-        encoded = P.encode_inputs(self.resolved, self.state, table)
-        parts = [self({k: v[s:s + batch] for k, v in encoded.items()}) for s in range(0, table.num_rows, batch)]
-        return {name: np.concatenate([p[name] for p in parts]) for name in self.outputs}
-
-    def predict(self, rows) -> dict[str, list]:
-        from mlc.runtime import preprocess as P
-        from mlc.runtime.artifact import rows_to_table
-        table = rows_to_table(rows)
-        if table.num_rows == 0:
-            return {c: [] for c in self.outputs}
-        raw = self.predict_raw(table)
-        raw = {k: (v[:, 0] if v.ndim == 2 and v.shape[1] == 1 else v) for k, v in raw.items()}
-        return P.decode_outputs(self.resolved, self.state, raw)
+    forward = __call__  # what Predictor.predict_raw runs on each chunk
 
 
 def load_compiled(path: str | Path, manifest: dict | None = None) -> CompiledModel:

@@ -80,8 +80,47 @@ def rows_to_table(rows) -> pa.Table:
     raise TypeError("rows must be a dict of columns, a list of row dicts or a pyarrow.Table")
 
 
-class Model:
-    """A trained model loaded from model.mlc: `predict(rows)` -> dict of columns."""
+class Predictor:
+    """What every loaded model offers: `predict(rows)` -> dict of columns.
+
+    Subclasses set `resolved` and `state` and implement `forward(encoded chunk)`
+    -> {output name: raw prediction}.
+    """
+
+    resolved: spec.Resolved
+    state: dict
+
+    @property
+    def inputs(self) -> list[str]:
+        return [f["name"] for f in self.resolved.inputs]
+
+    @property
+    def outputs(self) -> list[str]:
+        return [f["name"] for f in self.resolved.outputs]
+
+    def forward(self, encoded: dict) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def predict_raw(self, table: pa.Table, batch: int = 8192) -> dict[str, np.ndarray]:
+        missing = [c for c in self.inputs if c not in table.column_names]
+        if missing:
+            raise ValueError("rows lack input column(s): " + ", ".join(missing))
+        encoded = P.encode_inputs(self.resolved, self.state, table)
+        parts = [self.forward({k: v[s:s + batch] for k, v in encoded.items()})
+                 for s in range(0, table.num_rows, batch)]
+        return {name: np.concatenate([p[name] for p in parts]) for name in self.outputs}
+
+    def predict(self, rows) -> dict[str, list]:
+        table = rows_to_table(rows)
+        if table.num_rows == 0:
+            return {c: [] for c in self.outputs}
+        raw = self.predict_raw(table)
+        raw = {k: (v[:, 0] if v.ndim == 2 and v.shape[1] == 1 else v) for k, v in raw.items()}
+        return P.decode_outputs(self.resolved, self.state, raw)
+
+
+class Model(Predictor):
+    """A trained model loaded from model.mlc."""
 
     def __init__(self, manifest: dict, params: dict, program_text: str):
         self.manifest = manifest
@@ -96,32 +135,9 @@ class Model:
         self.wanted = [f"pred.{f['name']}" for f in self.resolved.outputs]
         self._fn = jax.jit(jax_backend.build(self.graph, self.wanted))
 
-    @property
-    def inputs(self) -> list[str]:
-        return [f["name"] for f in self.resolved.inputs]
-
-    @property
-    def outputs(self) -> list[str]:
-        return [f["name"] for f in self.resolved.outputs]
-
-    def predict_raw(self, table: pa.Table, batch: int = 8192) -> dict[str, np.ndarray]:
-        missing = [c for c in self.inputs if c not in table.column_names]
-        if missing:
-            raise ValueError("rows lack input column(s): " + ", ".join(missing))
-        encoded = P.encode_inputs(self.resolved, self.state, table)
-        parts = []
-        for start in range(0, table.num_rows, batch):
-            chunk = {k: v[start:start + batch] for k, v in encoded.items()}
-            parts.append(jax.device_get(self._fn(self.params, chunk)))
-        return {name: np.concatenate([p[f"pred.{name}"] for p in parts]) for name in self.outputs}
-
-    def predict(self, rows) -> dict[str, list]:
-        table = rows_to_table(rows)
-        if table.num_rows == 0:
-            return {c: [] for c in self.outputs}
-        raw = self.predict_raw(table)
-        raw = {k: (v[:, 0] if v.ndim == 2 and v.shape[1] == 1 else v) for k, v in raw.items()}
-        return P.decode_outputs(self.resolved, self.state, raw)
+    def forward(self, encoded: dict) -> dict[str, np.ndarray]:
+        out = jax.device_get(self._fn(self.params, encoded))
+        return {name: out[f"pred.{name}"] for name in self.outputs}
 
 
 def load(path: str | Path) -> Model:
