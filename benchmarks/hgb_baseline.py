@@ -73,7 +73,9 @@ def parse_dml(path):
             if m:
                 spec[m.group(1) + "s"].append((m.group(2), m.group(3)))
                 continue
-            raise ValueError(f"{path}: cannot read line: {line.strip()!r}")
+            if line.split() and line.split()[0] in ("data", "input", "output"):
+                raise ValueError(f"{path}: cannot read line: {line.strip()!r}")
+            # other statements (block, combiner, train) only shape mlc's model: skip them
     if "data" not in spec or len(spec["outputs"]) != 1:
         raise ValueError(f"{path}: need one data line and exactly one output")
     return spec
