@@ -164,16 +164,11 @@ def init(datafile, targets, out_file):
     text = starter_program(Path(datafile), list(targets), Path(out_file) if out_file else None)
     if out_file:
         if Path(out_file).exists():
-            raise MlcError_from(f"`{out_file}` exists; not overwriting it")
+            raise UserError(f"`{out_file}` exists; not overwriting it")
         Path(out_file).write_text(text)
         err.print(f"wrote {out_file}; try `mlc run {out_file}`", markup=False)
     else:
         click.echo(text, nl=False)
-
-
-def MlcError_from(message: str) -> MlcError:
-    from mlc.diagnostics import Diagnostic
-    return MlcError(Diagnostic(message))
 
 
 @main.command()

@@ -112,7 +112,11 @@ def encode_inputs(resolved: spec.Resolved, state: dict, table: pa.Table) -> dict
     for f in resolved.inputs:
         st, col = state["inputs"][f["name"]], table.column(f["name"])
         if f["type"] == "number":
-            dense.append(_encode_number(D.as_numbers(col), st))
+            try:
+                values = D.as_numbers(col)
+            except D.DataError as e:  # rows sent to a deployed model: name the column
+                raise D.DataError(f"column `{f['name']}` is a number input but {e.message}", e.hint) from None
+            dense.append(_encode_number(values, st))
         elif f["type"] == "binary":
             texts = D.as_strings(col)
             vals = st["values"]
