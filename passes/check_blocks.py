@@ -7,7 +7,7 @@ checked when the block is lowered (mlc/ir/blocks.py), at the same source lines.
 from __future__ import annotations
 
 from mlc import spec
-from mlc.diagnostics import Diagnostic, did_you_mean
+from mlc.diagnostics import did_you_mean
 from mlc.grammar import ast
 
 
@@ -63,11 +63,7 @@ def _check_block(b: ast.Block, error):
         env[a.name] = expr_kind(a.expr, env, error) or "tensor"
     kind = expr_kind(b.result, env, error)
     if kind not in (None, "tensor"):
-        error(f"block `{b.name}` must return a tensor, not {_a(kind)}", _span(b.result))
-
-
-def _span(e):
-    return e.span
+        error(f"block `{b.name}` must return a tensor, not {_a(kind)}", b.result.span)
 
 
 def expr_kind(e, env: dict[str, str], error) -> str | None:
@@ -160,5 +156,3 @@ def check_block_call(section: ast.Section, block: ast.Block, error) -> dict:
               f"write `combiner {block.name}({section.options[0].key} = ...)` and give the block that parameter")
     return given
 
-
-__all__ = ["check_blocks", "check_block_call", "expr_kind", "param_kind", "Diagnostic"]

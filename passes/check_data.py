@@ -47,6 +47,11 @@ def check_data(checked: Checked, table: pa.Table) -> dict[str, dict]:
                   did_you_mean(split.column, columns))
         else:
             values = D.distinct(D.as_strings(table.column(split.column)))
+            empty = table.column(split.column).null_count
+            if empty:
+                error(f"split column `{split.column}` is empty in {empty} row{'s' if empty > 1 else ''}",
+                      split.span, "give every row `train`, `validation` or `test`; a row without one "
+                      "would be silently left out")
             bad = [v for v in values if v not in SPLIT_VALUES]
             if bad:
                 shown = ", ".join(_quote(v) for v in bad[:3]) + (", ..." if len(bad) > 3 else "")

@@ -26,9 +26,11 @@ def make_optimizer(train: dict, total_steps: int) -> optax.GradientTransformatio
     lr = opt["lr"]
     if sched["name"] == "cosine":
         warmup = int(total_steps * sched["warmup"])
-        schedule = optax.warmup_cosine_decay_schedule(0.0 if warmup else lr, lr, max(warmup, 1) if warmup else 0,
-                                                      max(total_steps, warmup + 1), end_value=0.0) \
-            if warmup else optax.cosine_decay_schedule(lr, max(total_steps, 1))
+        if warmup:
+            schedule = optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(total_steps, warmup + 1),
+                                                          end_value=0.0)
+        else:
+            schedule = optax.cosine_decay_schedule(lr, max(total_steps, 1))
     else:
         schedule = optax.constant_schedule(lr)
     if opt["name"] == "adamw":

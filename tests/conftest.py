@@ -4,3 +4,21 @@ from pathlib import Path
 
 # Let test modules `import helpers_frontend` under any --import-mode.
 sys.path.insert(0, str(Path(__file__).parent))
+
+import os  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def kernel_cache(tmp_path_factory):
+    """A fresh, empty Triton kernel cache (MLC_CACHE_DIR) for one test module, so
+    kernels compile for real and cache hits can be observed."""
+    old = os.environ.get("MLC_CACHE_DIR")
+    path = tmp_path_factory.mktemp("mlc_cache")
+    os.environ["MLC_CACHE_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("MLC_CACHE_DIR", None)
+    else:
+        os.environ["MLC_CACHE_DIR"] = old

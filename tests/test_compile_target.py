@@ -34,15 +34,10 @@ def _manifest(path: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
+def cache(kernel_cache):
     """A fresh Triton kernel cache, so the gpu test compiles for real."""
-    old = os.environ.get("MLC_CACHE_DIR")
-    os.environ["MLC_CACHE_DIR"] = str(tmp_path_factory.mktemp("mlc_cache"))
-    yield
-    if old is None:
-        os.environ.pop("MLC_CACHE_DIR", None)
-    else:
-        os.environ["MLC_CACHE_DIR"] = old
+    return kernel_cache
+
 
 
 @pytest.fixture(scope="module")

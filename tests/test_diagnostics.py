@@ -326,6 +326,14 @@ def test_split_by_column_without_test_rows(tmp_path):
     assert r.first == "prog.dml:1:23: error: split column `part` has no `test` rows"
 
 
+def test_split_by_column_with_empty_cells(tmp_path):
+    parts = ["train", "validation", "test", ""]
+    csv = "age,survived,part\n" + "".join(f"{i},{'yes' if i % 2 else 'no'},{parts[i % 4]}\n" for i in range(12))
+    r = check(tmp_path, 'data "e.csv" split by part\n' + OK_FEATURES, {"e.csv": csv})
+    assert r.first == "prog.dml:1:23: error: split column `part` is empty in 3 rows"
+    assert r.hint.startswith("give every row `train`, `validation` or `test`")
+
+
 def test_column_missing_from_data(tmp_path):
     r = check(tmp_path, HEAD + "input agee : number\noutput survived : binary\n")
     assert r.first == "prog.dml:2:7: error: the data has no column `agee`"

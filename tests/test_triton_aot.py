@@ -20,15 +20,9 @@ ARCHS = ("sm_80", "sm_90")
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    old = os.environ.get("MLC_CACHE_DIR")
-    path = tmp_path_factory.mktemp("mlc_cache")
-    os.environ["MLC_CACHE_DIR"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("MLC_CACHE_DIR", None)
-    else:
-        os.environ["MLC_CACHE_DIR"] = old
+def cache(kernel_cache):
+    return kernel_cache
+
 
 
 def _specs():

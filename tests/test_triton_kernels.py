@@ -36,14 +36,9 @@ BF16 = dict(rtol=2e-2, atol=2e-2)
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _cache(tmp_path_factory):
-    old = os.environ.get("MLC_CACHE_DIR")
-    os.environ["MLC_CACHE_DIR"] = str(tmp_path_factory.mktemp("mlc_cache"))
-    yield
-    if old is None:
-        os.environ.pop("MLC_CACHE_DIR", None)
-    else:
-        os.environ["MLC_CACHE_DIR"] = old
+def _cache(kernel_cache):
+    return kernel_cache
+
 
 
 def _bf16_round(values):

@@ -12,7 +12,7 @@ from mlc.diagnostics import Diagnostic, MlcError, Span
 from mlc.grammar import ast
 from mlc.grammar.parse import parse
 
-from .graph import Builder, IRError, TensorType
+from .graph import Builder, IRError
 
 
 class _Tensor(str):
@@ -81,9 +81,11 @@ class _Lowering:
             return self.op(e.span, "neg", v) if isinstance(v, _Tensor) else -v
         a, b = vals
         if not isinstance(a, _Tensor) and not isinstance(b, _Tensor):
-            if e.op == "div" and b == 0:
-                self.fail("division by zero", e.span)
-            return {"add": a + b, "sub": a - b, "mul": a * b, "div": a / b if b else 0}[e.op]
+            if e.op == "div":
+                if b == 0:
+                    self.fail("division by zero", e.span)
+                return a / b
+            return {"add": a + b, "sub": a - b, "mul": a * b}[e.op]
         if e.op == "mul" and not isinstance(a, _Tensor):
             a, b = b, a  # 2 * x -> scale(x, 2)
         if e.op in ("mul", "div") and not isinstance(b, _Tensor):
@@ -130,10 +132,3 @@ class _Lowering:
         if name == "matmul":
             return self.op(span, "matmul", *args)
         return self.op(span, name, args[0])  # relu, gelu, silu, tanh, sigmoid, exp, log, softmax
-
-
-def block_output_width(b: Builder, value: str) -> int:
-    return b.graph.type_of(value).shape[-1]
-
-
-__all__ = ["lower_block", "parse_block", "block_output_width", "TensorType"]

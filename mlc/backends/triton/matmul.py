@@ -19,7 +19,7 @@ from __future__ import annotations
 from mlc.ir.graph import Op, TensorType
 
 from .spec import (HEADER, KernelArg, KernelSpec, Unsupported, function_text, ident, pow2, ptr_type)
-from .tile import Emitter, Val, classify, tile_kernel
+from .tile import Emitter, Val, classify, input_args, pointer_type, tile_kernel
 
 
 def _blocks(n: int, k: int, blocks: dict | None) -> dict:
@@ -59,14 +59,8 @@ def matmul_fwd(name: str, ops: list[Op], inputs: list[str], outputs: list[str], 
     b = _blocks(N, K, blocks)
 
     E = Emitter(all_types, train=train, has_rows=True, col_index={N: ("cN", "mN", "cmN")})
-    args: list[KernelArg] = []
-    fdt = lambda v: ptr_type(io) if all_types[v].dtype == "f32" else ptr_type(all_types[v].dtype)  # noqa: E731
-    for v in inputs:
-        if v in consts:
-            continue
-        p = f"p_{ident(v).lstrip('_')}"
-        args.append(KernelArg(p, fdt(v), "input", v, tuple(all_types[v].shape)))
-        E.inputs[v] = p
+    fdt = pointer_type(all_types, io)
+    args = input_args(E, inputs, consts, all_types, io)
     for v in outputs:
         args.append(KernelArg(f"o_{ident(v).lstrip('_')}", fdt(v), "output", v, tuple(all_types[v].shape)))
     if store_z and mm.result not in outputs:

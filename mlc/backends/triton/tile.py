@@ -247,6 +247,25 @@ class Emitter:
         return adj
 
 
+def pointer_type(types: dict[str, TensorType], io: str):
+    """The pointer type of a value's buffer: float values in the kernel's io dtype."""
+    return lambda v: ptr_type(io) if types[v].dtype == "f32" else ptr_type(types[v].dtype)
+
+
+def input_args(E: Emitter, inputs: list[str], consts: dict, types: dict[str, TensorType], io: str) -> list[KernelArg]:
+    """One pointer argument per input read from memory (constants are inlined); registers
+    each with the emitter."""
+    fdt = pointer_type(types, io)
+    args = []
+    for v in inputs:
+        if v in consts:
+            continue
+        p = f"p_{ident(v).lstrip('_')}"
+        args.append(KernelArg(p, fdt(v), "input", v, tuple(types[v].shape)))
+        E.inputs[v] = p
+    return args
+
+
 def needs_grad(ops: list[Op], wrt: set[str]) -> set[str]:
     """The values whose gradient is needed: the wrt inputs and everything computed from them."""
     need = set(wrt)
@@ -293,14 +312,8 @@ def tile_kernel(name: str, ops: list[Op], inputs: list[str], outputs: list[str],
     only_concat = {v for v, us in uses.items() if us and all(u.opcode == "concat" for u in us)}
     concat_fed = {v for v in inputs if any(u.opcode == "concat" for u in uses[v])}  # its gradient: atomics
 
-    args: list[KernelArg] = []
-    fdt = lambda v: ptr_type(io) if all_types[v].dtype == "f32" else ptr_type(all_types[v].dtype)  # noqa: E731
-    for v in inputs:
-        if v in consts:
-            continue
-        p = f"p_{ident(v).lstrip('_')}"
-        args.append(KernelArg(p, fdt(v), "input", v, tuple(all_types[v].shape)))
-        E.inputs[v] = p
+    fdt = pointer_type(all_types, io)
+    args = input_args(E, inputs, consts, all_types, io)
     if variant in ("fwd", "fwd_bwd"):
         for v in outputs:
             partial = has_rows and kinds[v][0] == "scalar"
