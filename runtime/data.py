@@ -41,7 +41,15 @@ def read_table(path: Path) -> pa.Table:
     try:
         if suffix == ".csv":
             _check_text(path)
-            table = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(
+            with path.open("rb") as f:
+                head = f.read(1 << 16)
+            if not head.strip() and path.stat().st_size <= len(head):
+                raise DataError(f"`{path.name}` is empty",
+                                "a CSV file starts with a header line naming the columns")
+            # One reader thread: the invalid-row handler is a Python callback, and pyarrow's
+            # worker threads calling it could abort the process at exit after an error.
+            table = pacsv.read_csv(path, read_options=pacsv.ReadOptions(use_threads=False),
+                                   parse_options=pacsv.ParseOptions(
                 invalid_row_handler=lambda row: bad_rows.append(row) or "skip"),
                 convert_options=pacsv.ConvertOptions(null_values=NULL_VALUES, strings_can_be_null=True))
         else:
