@@ -78,8 +78,11 @@ def explain(program, fusion):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Folder for report.json and model.mlc [default: runs/<program name>]")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for initialization and shuffling.")
+@click.option("--kernels", type=click.Choice(["xla", "triton"]), default="xla", show_default=True,
+              help="xla: XLA compiles the whole step. triton: each fused group calls its generated Triton "
+                   "kernels on a CUDA GPU (elsewhere it runs the group's jax.numpy reference).")
 @user_errors
-def run(program, out_dir, seed):
+def run(program, out_dir, seed, kernels):
     """Train PROGRAM, evaluate it, write DIR/report.json and DIR/model.mlc."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -101,7 +104,9 @@ def run(program, out_dir, seed):
                    info=f"loss {info['train_loss']:.4f}  {info['metric']} {info['value']:.4f} "
                         f"(best {best} @ {info['best_epoch']})")
     try:
-        report = run_job(program, out_dir, seed, progress, log=lambda m: click.echo(m, err=True))
+        if kernels == "triton":
+            _check_triton_kernels()
+        report = run_job(program, out_dir, seed, progress, log=lambda m: click.echo(m, err=True), kernels=kernels)
         if task is not None:
             ran = report["training"]["epochs_run"]
             bar.update(task, total=ran, completed=ran)
@@ -109,6 +114,19 @@ def run(program, out_dir, seed):
         if task is not None:
             bar.stop()
     _summary(report, out_dir)
+
+
+def _check_triton_kernels():
+    """--kernels triton: say what will run where, and refuse what cannot run."""
+    import jax
+    if jax.default_backend() != "gpu":
+        click.echo(f"note: --kernels triton on {jax.default_backend()}: each fused group runs its jax.numpy "
+                   "reference here; its Triton kernels run on a CUDA GPU", err=True)
+        return
+    from mlc.backends.triton import jax_call
+    why = jax_call.cuda_kernel_calls()
+    if why is not None:
+        raise UserError(f"--kernels triton cannot call Triton kernels: {why}")
 
 
 def _summary(report: dict, out_dir: str):

@@ -73,7 +73,7 @@ DEFAULT_ARCHS = ("sm_80", "sm_90")
 def _versions() -> dict:
     from mlc.runtime.artifact import versions
     out = versions()
-    for pkg in ("triton", "flatbuffers"):
+    for pkg in ("triton", "jax-triton", "flatbuffers"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -177,7 +177,7 @@ def _inference_inputs(graph, wanted) -> list[str]:
     return [n for n in graph.inputs if n in used]
 
 
-def export_programs(src: Source, platforms: tuple[str, ...], log=print) -> tuple[dict, dict]:
+def export_programs(src: Source, platforms: tuple[str, ...], log=print, archs: tuple[str, ...] = ()) -> tuple[dict, dict]:
     """({file name: serialized program}, {program name: description for the manifest})."""
     import jax
     import jax.numpy as jnp
@@ -234,11 +234,14 @@ def export_programs(src: Source, platforms: tuple[str, ...], log=print) -> tuple
     batch_specs = {n: _sds(t, b) for n, t in g.inputs.items()}
     key_spec = jax.ShapeDtypeStruct((2,), jnp.uint32)
 
-    def train_step(params, opt_state, batch, key):
-        state = jax.tree_util.tree_unflatten(opt_tree, opt_state)
-        loss, grads = jax.value_and_grad(lambda p: loss_fn(p, batch, key, True)["loss"])(params)
-        updates, state = optimizer.update(grads, state, params)
-        return optax.apply_updates(params, updates), jax.tree_util.tree_leaves(state), loss
+    def train_step_of(loss_fn):
+        def train_step(params, opt_state, batch, key):
+            state = jax.tree_util.tree_unflatten(opt_tree, opt_state)
+            loss, grads = jax.value_and_grad(lambda p: loss_fn(p, batch, key, True)["loss"])(params)
+            updates, state = optimizer.update(grads, state, params)
+            return optax.apply_updates(params, updates), jax.tree_util.tree_leaves(state), loss
+        return train_step
+    train_step = train_step_of(loss_fn)
 
     def init(key):
         params = jax_backend.init_params(g, key)
@@ -262,7 +265,44 @@ def export_programs(src: Source, platforms: tuple[str, ...], log=print) -> tuple
         "optimizer": cfg["optimizer"], "schedule": cfg["schedule"], "grad_clip": cfg["grad_clip"],
         "batch_size": batch_size, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
         "dropout": "on (train mode); the key seeds it"}
+    if "cuda" in platforms and archs:
+        kernel_steps(g, archs, train_step_of, (pspecs, opt_specs, batch_size, key_spec), files, programs, log)
     return files, programs
+
+
+def kernel_steps(g, archs, train_step_of, specs, files: dict, programs: dict, log=print):
+    """train_step.ARCH.jax for each arch: the same step with every fused group a
+    Triton kernel call (the `mlc_fused` primitive lowered through jax-triton). Kernel
+    launches are planned for one batch size (the program's), so these programs take
+    exactly that many rows; train_step.jax stays the XLA program for any batch."""
+    import jax
+    from jax import export
+
+    from mlc.backends.triton import jax_call, primitive
+
+    why = jax_call.cuda_kernel_calls()
+    if why is not None:
+        log(f"the cuda train_step calls no Triton kernels: {why}")
+        programs["train_step"]["kernel_calls"] = {"embedded": False, "why": why}
+        return
+    pspecs, opt_specs, rows, key_spec = specs
+    batch_specs = {n: _sds(t, rows) for n, t in g.inputs.items()}
+    for arch in archs:
+        cc = int(arch[3:])
+        step = train_step_of(primitive.build(g, ["loss"], launcher="triton", compute_capability=cc))
+        log(f"exporting train_step with Triton kernel calls for cuda {arch} (batch {rows})")
+        exp = export.export(jax.jit(step), platforms=["cuda"],
+                            disabled_checks=[export.DisabledSafetyCheck.custom_call("triton_kernel_call")])(
+            pspecs, opt_specs, batch_specs, key_spec)
+        name = f"train_step.{arch}.jax"
+        files[name] = exp.serialize()
+        n_calls = exp.mlir_module().count("stablehlo.custom_call @triton_kernel_call")
+        programs[f"train_step.{arch}"] = {
+            "file": name, "call": programs["train_step"]["call"], "arch": arch, "batch": _describe(batch_specs),
+            "triton_kernel_calls": n_calls,
+            "note": "custom calls with no compatibility guarantee: run it with the jax, jaxlib, jax-triton and "
+                    "triton versions in the manifest"}
+    programs["train_step"]["kernel_calls"] = {"embedded": True, "programs": [f"train_step.{a}.jax" for a in archs]}
 
 
 # ---- Triton kernels -----------------------------------------------------------------
@@ -324,6 +364,19 @@ def compile_gpu_kernels(src: Source, archs: tuple[str, ...], log=print) -> tuple
 
 
 # ---- compile_target ---------------------------------------------------------------
+def _kernels_note(target: str, programs: dict) -> str:
+    if target != "gpu":
+        return "XLA programs (the jax.numpy lowering of the graph); no Triton kernels."
+    with_calls = sorted(n for n, p in programs.items() if p.get("triton_kernel_calls"))
+    if with_calls:
+        return (f"{', '.join(with_calls)}: the training step with each fused group a Triton kernel call "
+                "(jax-triton custom calls, one program per arch, for the batch size shown); the other programs "
+                "are XLA programs for any batch size. The kernels' PTX and cubin are also shipped alongside.")
+    why = programs.get("train_step", {}).get("kernel_calls", {}).get("why", "a model artifact holds inference only")
+    return ("The exported programs are XLA programs; the Triton kernels are compiled ahead of time and shipped "
+            f"alongside with their launch metadata, not called by the programs ({why}).")
+
+
 def compile_target(source: Path, target: str, arch: str | None = None, out: Path | None = None,
                    log=print) -> Path:
     """Compile SOURCE (.dml or model.mlc) for `target` into a .mlcc archive; returns its path."""
@@ -341,7 +394,7 @@ def compile_target(source: Path, target: str, arch: str | None = None, out: Path
     if out.is_dir():
         out = out / default_name
 
-    files, programs = export_programs(src, platforms, log)
+    files, programs = export_programs(src, platforms, log, archs)
     kernels, skipped = [], []
     if target == "gpu":
         kfiles, kernels, skipped = compile_gpu_kernels(src, archs, log)
@@ -356,10 +409,8 @@ def compile_target(source: Path, target: str, arch: str | None = None, out: Path
         "inputs": main["inputs"], "outputs": main["outputs"],
         "programs": programs,
         "kernels": kernels, "kernels_skipped": skipped,
-        "kernels_in_programs": False,
-        "note": ("The exported programs are XLA programs (the jax.numpy lowering of the graph) on every platform. "
-                 "The Triton kernels are compiled ahead of time and shipped alongside with their launch metadata; "
-                 "the exported programs do not call them."),
+        "kernels_in_programs": sorted(n for n, p in programs.items() if p.get("triton_kernel_calls")),
+        "note": _kernels_note(target, programs),
         "file": src.resolved.file, "resolved": src.resolved.to_json(), "preprocessing": src.state,
     }
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from mlc.runtime.train import Evaluator, output_metrics, train
 SPLITS = ("train", "validation", "test")
 
 
-def run(path: str | Path, out_dir: str | Path, seed: int = 0, progress=None, log=print) -> dict:
+def run(path: str | Path, out_dir: str | Path, seed: int = 0, progress=None, log=print, kernels: str = "xla") -> dict:
     t_start = time.perf_counter()
     timings = {}
     fe = frontend(path)
@@ -38,7 +38,7 @@ def run(path: str | Path, out_dir: str | Path, seed: int = 0, progress=None, log
     verify(graph)
     timings["preprocess"] = time.perf_counter() - t
 
-    result = train(r, graph, state, encoded, seed, progress)
+    result = train(r, graph, state, encoded, seed, progress, kernels)
     timings["compile_first_epoch"] = result.compile_seconds
     timings["train"] = result.train_seconds
 
@@ -62,7 +62,7 @@ def run(path: str | Path, out_dir: str | Path, seed: int = 0, progress=None, log
         "rows": {s: int(len(fe.splits[s])) for s in SPLITS},
         "dropped_rows": fe.dropped_rows,
         "training": {"epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
-                     "steps": result.steps, "batch_size": r.train["batch_size"],
+                     "steps": result.steps, "batch_size": r.train["batch_size"], "kernels": kernels,
                      "early_stop": r.train["early_stop"],
                      "rows_per_second": result.rows_per_second,
                      "history": result.history},

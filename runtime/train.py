@@ -110,9 +110,22 @@ class Evaluator:
         return {k: np.concatenate([p[k] for p in parts])[:n] for k in parts[0]}
 
 
+def loss_builder(graph: Graph, kernels: str = "xla"):
+    """The training loss as a function of (params, batch, key, train). kernels 'xla': the
+    jax.numpy lowering of every op; 'triton': each fused group an `mlc_fused` primitive
+    (its Triton kernels on cuda, its jax.numpy reference elsewhere)."""
+    if kernels == "xla":
+        return jax_backend.build(graph, ["loss"])
+    if kernels == "triton":
+        from mlc.backends.triton import primitive
+        return primitive.build(graph, ["loss"], launcher="triton")
+    raise ValueError(f"kernels must be 'xla' or 'triton', not {kernels!r}")
+
+
 def train(resolved: spec.Resolved, graph: Graph, state: dict, splits: dict, seed: int,
-          progress=None) -> TrainResult:
-    """splits: name -> (inputs, targets) numpy dicts. progress(epoch, epochs, info) is called per epoch."""
+          progress=None, kernels: str = "xla") -> TrainResult:
+    """splits: name -> (inputs, targets) numpy dicts. progress(epoch, epochs, info) is called per epoch.
+    kernels: see `loss_builder`."""
     cfg = resolved.train
     train_inputs, train_targets = splits["train"]
     data = {k: jnp.asarray(v) for k, v in {**train_inputs, **train_targets}.items()}
@@ -121,7 +134,7 @@ def train(resolved: spec.Resolved, graph: Graph, state: dict, splits: dict, seed
     steps = max(1, n // batch)  # drop the ragged last batch: every step sees a full batch
     epochs = cfg["epochs"]
     optimizer = make_optimizer(cfg, steps * epochs)
-    loss_fn = jax_backend.build(graph, ["loss"])
+    loss_fn = loss_builder(graph, kernels)
 
     def loss_of(params, batch_data, key):
         return loss_fn(params, batch_data, key, True)["loss"]
