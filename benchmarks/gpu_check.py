@@ -1329,6 +1329,97 @@ def cuda_graph_ms(B, chain, cfg):
         return None
 
 
+# ---- the whole jitted training step: mlc_fused primitives vs XLA -------------------------------------
+def fused_step_check(name, g_real, batch, launcher, jdev, rng, cfg) -> dict:
+    """jax.jit(jax.value_and_grad(loss)) in train mode (key given), the loss built by
+    primitive.build (each fused group an `mlc_fused` primitive: its Triton kernels through
+    jax-triton on cuda, under Triton's interpreter with launcher="interpret") against
+    jax_backend.build (XLA). Correctness on a dropout-free copy (the loss and every parameter
+    gradient); times with dropout on, as training runs it; xla_over_fused = xla_ms / fused_ms."""
+    import jax
+    import numpy as np
+    from mlc.backends import jax_backend
+    from mlc.backends.triton import primitive
+    interp = launcher == "interpret"
+    row = {"program": name, "batch": batch, "launcher": launcher, "max_abs": None, "max_rel": None,
+           "tol": "f32_sum" if interp else "tf32", "ok": False, "skipped": None, "error": None, "note": "",
+           "fused_compile_s": None, "fused_ms": None, "xla_ms": None, "xla_over_fused": None}
+    if not interp:
+        from mlc.backends.triton import jax_call
+        why = jax_call.cuda_kernel_calls()
+        if why is None and jdev.platform not in ("gpu", "cuda"):
+            why = f"JAX has no GPU backend (the XLA side runs on {jdev.platform}): mlc_fused would lower to its " \
+                  f"jax.numpy reference, not to the Triton kernels"
+        if why is not None:
+            row["skipped"] = why
+            log(f"  fused step {name}: skipped: {why}")
+            return row
+    if cfg.hard_deadline is not None and time.perf_counter() > cfg.hard_deadline:
+        row["skipped"] = "time budget spent (--budget): not run"
+        return row
+
+    def vg(fn):
+        return jax.jit(jax.value_and_grad(lambda p, x, k: fn(p, x, k, True)["loss"]))
+
+    def put(tree):
+        return jax.device_put(tree, jdev)
+
+    key = put(jax.random.PRNGKey(0))
+    try:
+        g_exact = without_dropout(g_real)
+        params, inputs = random_values(g_exact, rng, batch)
+        p, xs = put(params), put(inputs)
+        with jax.default_matmul_precision("highest"):
+            jloss, jgrads = vg(jax_backend.build(g_exact, ["loss"]))(p, xs, key)
+            floss, fgrads = vg(primitive.build(g_exact, ["loss"], launcher=launcher))(p, xs, key)
+        missing = sorted(set(g_exact.params) - set(fgrads))
+        parts = [compare(np.asarray(floss), np.asarray(jloss), row["tol"])]
+        parts += [compare(np.asarray(fgrads[k]), np.asarray(jgrads[k]), row["tol"]) for k in g_exact.params
+                  if k in fgrads]
+        res = merge(parts)
+        row.update(max_abs=res["max_abs"], max_rel=res["max_rel"], ok=res["ok"] and not missing)
+        if missing:
+            row["error"] = f"no gradient for {missing}"
+        elif res.get("why"):
+            row["error"] = res["why"]
+    except Exception as e:  # noqa: BLE001
+        row["error"] = f"{type(e).__name__}: {e}"
+        if cfg.verbose:
+            traceback.print_exc()
+        return row
+    if cfg.timing_skipped():
+        row["note"] = f"not timed: {cfg.timing_skipped()}"
+        return row
+    # timed with dropout on; under the interpreter the same code runs once (a smoke test of
+    # this path for the GPU run), its times not reported
+    warmup, reps, inner = (1, 1, 1) if interp else (cfg.warmup, cfg.reps, cfg.inner)
+    try:
+        times = {}
+        for side, fn in (("fused", primitive.build(g_real, ["loss"], launcher=launcher)),
+                         ("xla", jax_backend.build(g_real, ["loss"]))):
+            f = vg(fn)
+            t0 = time.perf_counter()
+            jax.block_until_ready(f(p, xs, key))
+            if side == "fused":
+                row["fused_compile_s"] = round(time.perf_counter() - t0, 2)
+            h = {"out": None}
+
+            def call(f=f, h=h):
+                h["out"] = f(p, xs, key)
+
+            times[side] = bench(call, lambda h=h: jax.block_until_ready(h["out"]), warmup, reps, inner)
+        if interp:
+            row["note"] = "timing path run once under the interpreter; times not reported"
+        else:
+            row.update(fused_ms=times["fused"], xla_ms=times["xla"], xla_over_fused=times["xla"] / times["fused"])
+    except Exception as e:  # noqa: BLE001
+        row["error"] = f"timing: {type(e).__name__}: {e}"
+        row["ok"] = False
+        if cfg.verbose:
+            traceback.print_exc()
+    return row
+
+
 # ---- the report ---------------------------------------------------------------------------------
 def _f(x, spec="{:.3g}"):
     return "-" if x is None else spec.format(x)
@@ -1361,7 +1452,29 @@ def summarize(rows) -> list[dict]:
     return out
 
 
-def report(meta, rows, fams, steps, cfg) -> str:
+def fused_section(fused, interp: bool) -> list[str]:
+    """The whole jitted training step, mlc_fused against XLA: its printed lines."""
+    lines = ["", "Whole jitted training step: mlc_fused (Triton kernels via jax-triton) vs XLA",
+             "  jax.jit(jax.value_and_grad(loss)), train mode, key given; loss from primitive.build vs "
+             "jax_backend.build; correct: the loss and every parameter gradient (dropout rates 0); "
+             + ("launcher \"interpret\": the same kernels under Triton's interpreter, no timings" if interp else
+                "times with dropout on; xla/fused = xla ms / fused ms (above 1: mlc_fused faster)")]
+    t = (lambda x: "interp") if interp else _ms
+    lines.append(table(["program", "batch", "launcher", "max abs", "max rel", "tol", "ok", "fused compile s",
+                        "fused ms", "xla ms", "xla/fused"],
+                       [[s["program"], str(s["batch"]), s["launcher"], _f(s["max_abs"]), _f(s["max_rel"]),
+                         s["tol"], "SKIPPED" if s["skipped"] else "PASS" if s["ok"] else "FAIL",
+                         "-" if interp or s["skipped"] else _f(s["fused_compile_s"], "{:.1f}"),
+                         "-" if s["skipped"] else t(s["fused_ms"]), "-" if s["skipped"] else t(s["xla_ms"]),
+                         "-" if interp else _f(s["xla_over_fused"], "{:.2f}")] for s in fused]))
+    for s in fused:
+        why = s["skipped"] and f"skipped: {s['skipped']}" or s["error"] or s["note"]
+        if why:
+            lines.append(f"  fused step {s['program']} batch {s['batch']}: {why}")
+    return lines
+
+
+def report(meta, rows, fams, steps, cfg, fused=()) -> str:
     interp = meta["mode"] == "interpreter"
     lines = [f"mlc gpu_check  {meta['date']}",
              f"device: {meta['device']}" + (f" ({meta['compute_capability']})" if meta.get("compute_capability")
@@ -1411,9 +1524,13 @@ def report(meta, rows, fams, steps, cfg) -> str:
     for s in steps:
         if s["error"] or s["note"]:
             lines.append(f"  step {s['program']} batch {s['batch']}: {s['error'] or s['note']}")
-    n_ok = sum(r["ok"] for r in rows) + sum(s["ok"] for s in steps)
-    n = len(rows) + len(steps)
-    lines += ["", f"{'ALL PASS' if n_ok == n else 'FAILED'}: {n_ok}/{n} checks pass"]
+    lines += fused_section(fused, interp)
+    ran = [s for s in fused if not s["skipped"]]
+    n_ok = sum(r["ok"] for r in rows) + sum(s["ok"] for s in steps) + sum(s["ok"] for s in ran)
+    n = len(rows) + len(steps) + len(ran)
+    skipped = len(fused) - len(ran)
+    lines += ["", f"{'ALL PASS' if n_ok == n else 'FAILED'}: {n_ok}/{n} checks pass"
+              + (f" ({skipped} whole-step mlc_fused checks skipped, reasons above)" if skipped else "")]
     return "\n".join(lines)
 
 
@@ -1427,6 +1544,7 @@ class Config:
     no_timing: bool = False
     xla_on_gpu: bool = True
     deadline: float = float("inf")  # time.perf_counter() after which timings are skipped
+    hard_deadline: float | None = None  # after which the whole-step mlc_fused checks are not even started
 
     def timing_skipped(self) -> str | None:
         if self.no_timing:
@@ -1480,7 +1598,7 @@ def main(argv=None) -> int:
     reps = args.reps or (10 if args.quick else 30)
     cfg = Config(warmup=3 if args.quick else 5, reps=reps, inner=5 if args.quick else 10, verbose=args.verbose,
                  no_timing=args.no_timing, xla_on_gpu=jdev.platform not in ("cpu",),
-                 deadline=t_start + 0.8 * args.budget)  # the rest is kept for the training steps
+                 deadline=t_start + 0.6 * args.budget)  # the rest is kept for the training steps
     meta = environment(backend, jdev, args, notes)
     meta.update(rows=rows, reps=reps, inner=cfg.inner, warmup=cfg.warmup, quick=args.quick)
     log(f"gpu_check: {meta['device']}; buffers: {backend.name}; rows {rows}")
@@ -1511,7 +1629,7 @@ def main(argv=None) -> int:
         log(f"  [{i}/{len(checks)}] {chk.source} {chk.kernel}: {'pass' if r['ok'] else 'FAIL'}"
             f" ({time.perf_counter() - t0:.1f}s)" + (f" {r['error']}" if r["error"] else ""))
     steps = []
-    cfg.deadline = t_start + args.budget
+    cfg.deadline = t_start + 0.75 * args.budget  # the rest is kept for the mlc_fused steps
     batches = [37] if not gpu else sorted({128, rows})
     for name in graphs:
         for batch in batches:
@@ -1520,16 +1638,30 @@ def main(argv=None) -> int:
             steps.append(s)
             log(f"  step {name} batch {batch}: {'pass' if s['ok'] else 'FAIL'} ({time.perf_counter() - t0:.1f}s)"
                 + (f" {s['error']}" if s["error"] else ""))
+    # the whole jitted step with mlc_fused primitives: at the programs' batch size on a GPU
+    # (under the interpreter: a small batch, and with --quick one program)
+    cfg.deadline, cfg.hard_deadline = t_start + 0.9 * args.budget, t_start + args.budget
+    fused = []
+    launcher = "triton" if gpu else "interpret"
+    fused_batch = 128 if gpu else 16 if args.quick else 37
+    for name in list(graphs)[:1] if (args.quick and not gpu) else graphs:
+        t0 = time.perf_counter()
+        s = fused_step_check(name, graphs[name], fused_batch, launcher, jdev, rng, cfg)
+        fused.append(s)
+        log(f"  fused step {name} batch {fused_batch} ({launcher}): "
+            f"{'skipped' if s['skipped'] else 'pass' if s['ok'] else 'FAIL'} ({time.perf_counter() - t0:.1f}s)"
+            + (f" {s['error']}" if s["error"] else ""))
     fams = summarize(results)
     meta["notes"] = notes
     meta["seconds"] = round(time.perf_counter() - t_start, 1)
-    print(report(meta, results, fams, steps, cfg))
+    print(report(meta, results, fams, steps, cfg, fused))
     print(f"({meta['seconds']} s)")
-    ok = all(r["ok"] for r in results) and all(s["ok"] for s in steps)
+    ok = all(r["ok"] for r in results) and all(s["ok"] for s in steps) and \
+        all(s["ok"] for s in fused if not s["skipped"])
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"meta": meta, "kernels": results, "families": fams, "steps": steps,
-                                               "ok": ok}, indent=1, default=str))
+                                               "fused_steps": fused, "ok": ok}, indent=1, default=str))
     return 0 if ok else 1
 
 

@@ -28,6 +28,36 @@ def example_graph(name: str) -> Graph:
     return parse_graph(_example_text(name))
 
 
+# A program with an embedding, layer norm and a softmax cross-entropy loss (the
+# examples have none of the first two): the Triton tests train through all three.
+EMBED_LAYERNORM = """
+data "{data}" split 80/10/10 seed 7
+input  island            : category {{ encoder = embed(size = 3) }}
+input  bill_length_mm    : number
+input  flipper_length_mm : number
+input  sex               : binary
+output species           : category {{ loss = cross_entropy(label_smoothing = 0.1) }}
+combiner concat {{ layers = [24, 16], activation = gelu, dropout = 0.1, norm = layernorm }}
+"""
+
+
+def training_graph(name: str, tmp_path: Path, dropout: float | None = 0.0) -> Graph:
+    """The optimized graph of an example (or of EMBED_LAYERNORM for "embed_layernorm"),
+    with every dropout rate set to `dropout` (None keeps the program's)."""
+    from mlc.ir.pipeline import lower_file, optimize
+    if name == "embed_layernorm":
+        src = tmp_path / "embed_layernorm.dml"
+        src.write_text(EMBED_LAYERNORM.format(data=ROOT / "examples" / "data" / "penguins.csv"))
+        g, _ = optimize(lower_file(src))
+        assert {op.opcode for op in g.ops} >= {"gather", "layernorm", "softmax_ce"}
+    else:
+        g, _ = optimize(example_graph(name))
+    for op in g.ops:
+        if op.opcode == "dropout" and dropout is not None:
+            op.attrs["rate"] = dropout
+    return g
+
+
 def _dim(d, batch):
     return batch if isinstance(d, str) else d
 

@@ -1,7 +1,9 @@
 """The prepared GPU check (benchmarks/gpu_check.py) runs as written without a GPU: under
 Triton's interpreter (`--interpret --quick`, tiny shapes, correctness only) it checks every
-kernel family, forward and backward, and a whole training step of the generated kernels
-against the jax.numpy reference, and all of them pass."""
+kernel family, forward and backward, a whole training step of the generated kernels
+against the jax.numpy reference, and the whole jitted step built from mlc_fused primitives
+(launcher "interpret") against the XLA one, and all of them pass."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -35,6 +37,42 @@ def test_interpreted_check_passes(interpreted_run):
     failed = [(k["source"], k["kernel"], k["error"]) for k in data["kernels"] if not k["ok"]]
     assert not failed
     assert all(s["ok"] for s in data["steps"]) and {s["program"] for s in data["steps"]} == {"credit", "diamonds"}
+
+
+def test_fused_step_section_runs_through_the_interpreter(interpreted_run):
+    r, data = interpreted_run
+    fused = data["fused_steps"]
+    assert fused and all(s["ok"] and not s["skipped"] and s["launcher"] == "interpret" for s in fused), fused
+    assert all(s["max_rel"] is not None and s["xla_over_fused"] is None for s in fused)
+    title = "Whole jitted training step: mlc_fused (Triton kernels via jax-triton) vs XLA"
+    assert title in r.stdout
+    section = r.stdout.split(title)[1].split("ALL PASS")[0]
+    for s in fused:
+        assert any(line.split()[:3] == [s["program"], str(s["batch"]), "interpret"] and "PASS" in line.split()
+                   for line in section.splitlines()), (s["program"], section)
+    # timing path exercised once; no error from it
+    assert all(s["error"] is None and "timing path run once" in s["note"] for s in fused)
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("gpu_check_script", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_fused_step_is_skipped_when_cuda_kernel_calls_are_unavailable(monkeypatch):
+    jax = pytest.importorskip("jax")
+    gc = _load_script()
+    gc._import_mlc()
+    from mlc.backends.triton import jax_call
+    monkeypatch.setattr(jax_call, "cuda_kernel_calls", lambda: "no serializer here (test)")
+    cfg = gc.Config(warmup=1, reps=1, inner=1)
+    row = gc.fused_step_check("credit", None, 128, "triton", jax.devices("cpu")[0], None, cfg)
+    assert row["skipped"] == "no serializer here (test)" and not row["ok"]
+    text = "\n".join(gc.fused_section([row], interp=False))
+    assert "SKIPPED" in text and "skipped: no serializer here (test)" in text
 
 
 def test_table_has_a_row_per_family_forward_and_backward(interpreted_run):

@@ -264,17 +264,6 @@ def test_adamw_update_matches_optax():
             np.testing.assert_allclose(got[k], np.asarray(ref[k]), rtol=1e-6, atol=1e-6, err_msg=f"step {step} {k}")
 
 
-EMBED_LAYERNORM = """
-data "{data}" split 80/10/10 seed 7
-input  island            : category {{ encoder = embed(size = 3) }}
-input  bill_length_mm    : number
-input  flipper_length_mm : number
-input  sex               : binary
-output species           : category {{ loss = cross_entropy(label_smoothing = 0.1) }}
-combiner concat {{ layers = [24, 16], activation = gelu, dropout = 0.1, norm = layernorm }}
-"""
-
-
 @pytest.mark.parametrize("example", ["penguins", "titanic", "embed_layernorm"])
 def test_training_step_from_generated_kernels_matches_jax_grad(example, tmp_path):
     """Every kernel generate() makes for a program, chained by the reference launcher
@@ -284,22 +273,12 @@ def test_training_step_from_generated_kernels_matches_jax_grad(example, tmp_path
     Triton compute the same function."""
     import jax
     import jax.numpy as jnp
-    from helpers_ir import ROOT, example_graph, random_values
+    from helpers_ir import random_values, training_graph
 
     from mlc.backends.jax_backend import build
     from mlc.backends.triton import generate, runner
-    from mlc.ir.pipeline import lower_file, optimize
 
-    if example == "embed_layernorm":
-        src = tmp_path / "embed_layernorm.dml"
-        src.write_text(EMBED_LAYERNORM.format(data=ROOT / "examples" / "data" / "penguins.csv"))
-        g, _ = optimize(lower_file(src))
-        assert {op.opcode for op in g.ops} >= {"gather", "layernorm", "softmax_ce"}
-    else:
-        g, _ = optimize(example_graph(example))
-    for op in g.ops:
-        if op.opcode == "dropout":
-            op.attrs["rate"] = 0.0
+    g = training_graph(example, tmp_path)
     rows = 37
     params, inputs = random_values(g, seed=0, batch=rows)
     gen = generate(g)

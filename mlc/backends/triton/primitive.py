@@ -67,7 +67,7 @@ class GroupPlan:
     def rows(self, arrays) -> int:
         for v, x in zip(self.inputs, arrays):
             if self.types[v].shape[:1] == ("B",):
-                return int(x.shape[0])
+                return x.shape[0]  # symbolic under jax.export; the kernels need it concrete
         return 1
 
     def aval(self, value: str, rows: int):
