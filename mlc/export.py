@@ -22,6 +22,7 @@ A `.mlcc` file is a zip archive:
                            weights are closed over as constants, so a service calls it
                            with the encoded inputs only.
                            program: inference(params, inputs) -> {output: prediction}
+    train_step.ARCH.jax    gpu program only: the same step calling the Triton kernels
     train_step.jax         program only: train_step(params, opt_state, batch, key)
                            -> (params, opt_state, loss); one optimizer step (forward,
                            gradient, optax update) with dropout on; opt_state is the
@@ -37,11 +38,15 @@ A `.mlcc` file is a zip archive:
 `cat_NAME`: int32[b]); `batch` adds the encoded targets `y_NAME`; `key` is a raw
 `jax.random.PRNGKey` (uint32[2]). Every batch size b >= 1 runs the same program.
 
-What is wired and what is not: the exported programs are XLA programs on every
-platform (the jax.numpy lowering of the graph). The Triton kernels are compiled
-and shipped alongside, each with its arguments, grid and launch metadata, but the
-exported programs do not call them (no custom calls); `manifest.kernels_in_programs`
-says so.
+Triton kernels in the programs: for `gpu` from a `.dml`, `train_step.ARCH.jax` (one
+per architecture) is the same step with every fused group an `mlc_fused` primitive
+lowered through jax-triton, i.e. a `triton_kernel_call` custom call per kernel
+launch. Kernel launches are planned for one batch size, so these programs take the
+program's batch size; `train_step.jax` and `inference.jax` stay XLA programs for any
+batch size (inference is not the hot loop). Writing kernel calls needs JAX's CUDA
+kernel-call serializer (`jax_call.cuda_kernel_calls`); without it the gpu artifact
+holds XLA programs only and `manifest.programs.train_step.kernel_calls.why` says why.
+Every kernel also ships as PTX and cubin with its launch metadata.
 
 `mlc.load(PATH.mlcc)` returns a `CompiledModel` for an artifact compiled from a
 model: it encodes rows with the stored preprocessing state and runs the

@@ -63,7 +63,6 @@ def test_gpu_artifact_lists_cuda_and_kernels_for_sm_90(titanic_gpu):
     assert m["archs"] == ["sm_80", "sm_90"] and m["source"]["kind"] == "program"
     assert m["versions"]["jax"] and m["versions"]["jaxlib"] and m["versions"]["triton"]
     assert {i["name"]: i["shape"] for i in m["inputs"]} == {"x_num": ["b", 17], "cat_passenger_class": ["b"]}
-    assert m["kernels_in_programs"] is False
     families = {k["family"] for k in m["kernels"]}
     assert {"gather", "matmul_epilogue", "rowwise", "adamw_update"} <= families
     with zipfile.ZipFile(titanic_gpu) as z:
@@ -80,6 +79,24 @@ def test_gpu_artifact_lists_cuda_and_kernels_for_sm_90(titanic_gpu):
         assert read_program(titanic_gpu, name).platforms == ("cuda",)
     step = read_program(titanic_gpu, "train_step")
     assert str(step.in_avals[-2].shape[0]) == "b"  # the batch dimension is symbolic
+
+
+def test_gpu_training_step_calls_the_triton_kernels(titanic_gpu, cuda_kernel_calls):
+    """train_step.ARCH.jax: the step with every fused group a jax-triton kernel call,
+    one program per architecture, for the program's batch size (64 for titanic)."""
+    m = _manifest(titanic_gpu)
+    assert m["kernels_in_programs"] == ["train_step.sm_80", "train_step.sm_90"]
+    assert m["versions"]["jax-triton"] and "Triton kernel call" in m["note"]
+    for arch in ("sm_80", "sm_90"):
+        entry = m["programs"][f"train_step.{arch}"]
+        # 5 forwards (the loss one fused with its gradient) + 3 epilogue backwards + 3 dW
+        # + 2 dX (the first layer's dX feeds no parameter: dead, removed)
+        assert entry["triton_kernel_calls"] == 13 and entry["arch"] == arch
+        step = read_program(titanic_gpu, f"train_step.{arch}")
+        assert step.platforms == ("cuda",)
+        assert step.in_avals[-2].shape[0] == 64  # kernel launches are planned for the batch size
+        text = step.mlir_module()
+        assert text.count("stablehlo.custom_call @triton_kernel_call") == 13 and "dot_general" not in text
 
 
 def test_gpu_artifact_is_refused_on_a_cpu_machine(titanic_gpu):
