@@ -109,8 +109,11 @@ def _split_operands(plan: GroupPlan, stage: str, operands):
 
 # ---- the jax.numpy reference --------------------------------------------------------
 def _reference_env(plan: GroupPlan, seed, inputs: dict) -> dict:
+    """Every value of the group; values already in `inputs` (a saved product) are not recomputed."""
     env = dict(inputs)
     for op in plan.ops:
+        if op.result in env:
+            continue
         args = [env[a] for a in op.args]
         if op.opcode == "dropout":
             key = jax.random.fold_in(jax.random.PRNGKey(seed), _salt(op))
@@ -120,19 +123,34 @@ def _reference_env(plan: GroupPlan, seed, inputs: dict) -> dict:
     return env
 
 
-def _reference_vjp(plan: GroupPlan, seed, inputs: dict, cts: dict) -> list:
+def _reference_vjp(plan: GroupPlan, seed, inputs: dict, cts: dict, saved: dict | None = None) -> list:
+    """d outputs / d wrt, pulled back from `cts`. With the matmul product saved, as the
+    kernels do: the epilogue's pullback gives dZ, then dW = X^T dZ and dX = dZ W^T
+    (no second forward matmul)."""
+    x = w = None
+    wrt = list(plan.wrt)
+    if saved:
+        x, w, z = (plan.fwd.extra[k] for k in ("x", "w", "z"))
+        wrt = [z] + [v for v in plan.wrt if v not in (x, w)]
+        inputs = {**inputs, **saved}
+
     def outputs_of(*wrt_values):
-        env = _reference_env(plan, seed, {**inputs, **dict(zip(plan.wrt, wrt_values))})
+        env = _reference_env(plan, seed, {**inputs, **dict(zip(wrt, wrt_values))})
         return [env[v] for v in plan.outputs]
 
-    _, pullback = jax.vjp(outputs_of, *[inputs[v] for v in plan.wrt])
-    return list(pullback([cts[v] for v in plan.outputs]))
+    _, pullback = jax.vjp(outputs_of, *[inputs[v] for v in wrt])
+    grads = dict(zip(wrt, pullback([cts[v] for v in plan.outputs])))
+    if saved:
+        dz = grads.pop(wrt[0])
+        grads[w] = inputs[x].T @ dz
+        grads[x] = dz @ inputs[w].T
+    return [grads[v] for v in plan.wrt]
 
 
 def reference(seed, *operands, plan: GroupPlan, stage: str):
-    inputs, _, cts = _split_operands(plan, stage, operands)
+    inputs, saved, cts = _split_operands(plan, stage, operands)
     if stage == "bwd":
-        return _reference_vjp(plan, seed, inputs, cts)
+        return _reference_vjp(plan, seed, inputs, cts, saved)
     env = _reference_env(plan, seed, inputs)
     if stage == "fwd":
         return [env[v] for v in plan.fwd_values]
