@@ -40,8 +40,8 @@ A `.mlcc` file is a zip archive:
 
 Triton kernels in the programs: for `gpu` from a `.dml`, `train_step.ARCH.jax` (one
 per architecture) is the same step with every fused group an `mlc_fused` primitive
-lowered through jax-triton, i.e. a `triton_kernel_call` custom call per kernel
-launch. Kernel launches are planned for one batch size, so these programs take the
+and the AdamW update the `mlc_adamw` primitive (on the same optax state), lowered
+through jax-triton: a `triton_kernel_call` custom call per kernel launch. Kernel launches are planned for one batch size, so these programs take the
 program's batch size; `train_step.jax` and `inference.jax` stay XLA programs for any
 batch size (inference is not the hot loop). Writing kernel calls needs JAX's CUDA
 kernel-call serializer (`jax_call.cuda_kernel_calls`); without it the gpu artifact
@@ -190,7 +190,7 @@ def export_programs(src: Source, platforms: tuple[str, ...], log=print, archs: t
     from jax import export
 
     from mlc.backends import jax_backend
-    from mlc.runtime.train import make_optimizer
+    from mlc.runtime.train import fused_update, make_optimizer
 
     g = src.graph
     b, = export.symbolic_shape("b")
@@ -239,12 +239,16 @@ def export_programs(src: Source, platforms: tuple[str, ...], log=print, archs: t
     batch_specs = {n: _sds(t, b) for n, t in g.inputs.items()}
     key_spec = jax.ShapeDtypeStruct((2,), jnp.uint32)
 
-    def train_step_of(loss_fn):
+    def train_step_of(loss_fn, fused=None):
         def train_step(params, opt_state, batch, key):
             state = jax.tree_util.tree_unflatten(opt_tree, opt_state)
             loss, grads = jax.value_and_grad(lambda p: loss_fn(p, batch, key, True)["loss"])(params)
-            updates, state = optimizer.update(grads, state, params)
-            return optax.apply_updates(params, updates), jax.tree_util.tree_leaves(state), loss
+            if fused is not None:  # the mlc_adamw primitive on the same optax state
+                params, state = fused.update(grads, state, params)
+            else:
+                updates, state = optimizer.update(grads, state, params)
+                params = optax.apply_updates(params, updates)
+            return params, jax.tree_util.tree_leaves(state), loss
         return train_step
     train_step = train_step_of(loss_fn)
 
@@ -271,15 +275,17 @@ def export_programs(src: Source, platforms: tuple[str, ...], log=print, archs: t
         "batch_size": batch_size, "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
         "dropout": "on (train mode); the key seeds it"}
     if "cuda" in platforms and archs:
-        kernel_steps(g, archs, train_step_of, (pspecs, opt_specs, batch_size, key_spec), files, programs, log)
+        kernel_steps(g, archs, train_step_of, (pspecs, opt_specs, batch_size, key_spec), files, programs, log,
+                     update_of=lambda cc: fused_update(cfg, total_steps, g, compute_capability=cc))
     return files, programs
 
 
-def kernel_steps(g, archs, train_step_of, specs, files: dict, programs: dict, log=print):
+def kernel_steps(g, archs, train_step_of, specs, files: dict, programs: dict, log=print, update_of=lambda cc: None):
     """train_step.ARCH.jax for each arch: the same step with every fused group a
     Triton kernel call (the `mlc_fused` primitive lowered through jax-triton). Kernel
     launches are planned for one batch size (the program's), so these programs take
-    exactly that many rows; train_step.jax stays the XLA program for any batch."""
+    exactly that many rows; train_step.jax stays the XLA program for any batch.
+    update_of(cc): the optimizer step as the `mlc_adamw` primitive (None: optax's)."""
     import jax
     from jax import export
 
@@ -294,7 +300,7 @@ def kernel_steps(g, archs, train_step_of, specs, files: dict, programs: dict, lo
     batch_specs = {n: _sds(t, rows) for n, t in g.inputs.items()}
     for arch in archs:
         cc = int(arch[3:])
-        step = train_step_of(primitive.build(g, ["loss"], launcher="triton", compute_capability=cc))
+        step = train_step_of(primitive.build(g, ["loss"], launcher="triton", compute_capability=cc), update_of(cc))
         log(f"exporting train_step with Triton kernel calls for cuda {arch} (batch {rows})")
         exp = export.export(jax.jit(step), platforms=["cuda"],
                             disabled_checks=[export.DisabledSafetyCheck.custom_call("triton_kernel_call")])(

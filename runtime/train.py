@@ -21,18 +21,20 @@ from mlc.ir.graph import Graph
 from mlc.runtime import metrics as M
 
 
-def make_optimizer(train: dict, total_steps: int) -> optax.GradientTransformation:
-    opt, sched = train["optimizer"], train["schedule"]
-    lr = opt["lr"]
+def make_schedule(train: dict, total_steps: int):
+    """The learning rate as a function of the step count."""
+    sched, lr = train["schedule"], train["optimizer"]["lr"]
     if sched["name"] == "cosine":
         warmup = int(total_steps * sched["warmup"])
         if warmup:
-            schedule = optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(total_steps, warmup + 1),
-                                                          end_value=0.0)
-        else:
-            schedule = optax.cosine_decay_schedule(lr, max(total_steps, 1))
-    else:
-        schedule = optax.constant_schedule(lr)
+            return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(total_steps, warmup + 1), end_value=0.0)
+        return optax.cosine_decay_schedule(lr, max(total_steps, 1))
+    return optax.constant_schedule(lr)
+
+
+def make_optimizer(train: dict, total_steps: int) -> optax.GradientTransformation:
+    opt = train["optimizer"]
+    schedule = make_schedule(train, total_steps)
     if opt["name"] == "adamw":
         # Decay weight matrices only, not biases, norms or embeddings.
         mask = lambda params: {k: (v.ndim == 2 and not k.startswith("embed.")) for k, v in params.items()}  # noqa: E731
@@ -110,6 +112,19 @@ class Evaluator:
         return {k: np.concatenate([p[k] for p in parts])[:n] for k in parts[0]}
 
 
+def fused_update(train: dict, total_steps: int, graph: Graph, launcher: str = "triton",
+                 compute_capability: int | None = None):
+    """make_optimizer's step as the `mlc_adamw` primitive (one Triton kernel on cuda), on
+    the same optax state; None for an optimizer without a kernel (sgd)."""
+    from mlc.backends.triton.optimizer import FusedAdamW
+    opt = train["optimizer"]
+    if opt["name"] not in ("adamw", "adam"):
+        return None
+    return FusedAdamW({n: p.type.shape for n, p in graph.params.items()}, make_schedule(train, total_steps),
+                      b1=opt["b1"], b2=opt["b2"], weight_decay=opt["weight_decay"] if opt["name"] == "adamw" else 0.0,
+                      grad_clip=train["grad_clip"], launcher=launcher, compute_capability=compute_capability)
+
+
 def loss_builder(graph: Graph, kernels: str = "xla"):
     """The training loss as a function of (params, batch, key, train). kernels 'xla': the
     jax.numpy lowering of every op; 'triton': each fused group an `mlc_fused` primitive
@@ -135,6 +150,7 @@ def train(resolved: spec.Resolved, graph: Graph, state: dict, splits: dict, seed
     epochs = cfg["epochs"]
     optimizer = make_optimizer(cfg, steps * epochs)
     loss_fn = loss_builder(graph, kernels)
+    fused = fused_update(cfg, steps * epochs, graph) if kernels == "triton" else None
 
     def loss_of(params, batch_data, key):
         return loss_fn(params, batch_data, key, True)["loss"]
@@ -144,8 +160,12 @@ def train(resolved: spec.Resolved, graph: Graph, state: dict, splits: dict, seed
         key, sub = jax.random.split(key)
         batch_data = {k: v[idx] for k, v in data.items()}
         loss, grads = jax.value_and_grad(loss_of)(params, batch_data, sub)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state, key, data), loss
+        if fused is not None:
+            params, opt_state = fused.update(grads, opt_state, params)
+        else:
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+        return (params, opt_state, key, data), loss
 
     # The data is an argument, not a closure: captured arrays would be baked into the
     # compiled program as constants (slow to compile, and a copy per program).

@@ -90,13 +90,17 @@ def test_gpu_training_step_calls_the_triton_kernels(titanic_gpu, cuda_kernel_cal
     for arch in ("sm_80", "sm_90"):
         entry = m["programs"][f"train_step.{arch}"]
         # 5 forwards (the loss one fused with its gradient) + 3 epilogue backwards + 3 dW
-        # + 2 dX (the first layer's dX feeds no parameter: dead, removed)
-        assert entry["triton_kernel_calls"] == 13 and entry["arch"] == arch
+        # + 2 dX (the first layer's dX feeds no parameter: dead, removed) + 1 AdamW update
+        assert entry["triton_kernel_calls"] == 14 and entry["arch"] == arch
         step = read_program(titanic_gpu, f"train_step.{arch}")
         assert step.platforms == ("cuda",)
         assert step.in_avals[-2].shape[0] == 64  # kernel launches are planned for the batch size
         text = step.mlir_module()
-        assert text.count("stablehlo.custom_call @triton_kernel_call") == 13 and "dot_general" not in text
+        assert text.count("stablehlo.custom_call @triton_kernel_call") == 14 and "dot_general" not in text
+        # the same signature as train_step.jax: init.jax's optimizer state feeds it
+        xla = read_program(titanic_gpu, "train_step")
+        n = len(xla.in_avals) - len(m["programs"]["train_step"]["batch"]) - 1  # params and optimizer state
+        assert [a.shape for a in step.in_avals[:n]] == [a.shape for a in xla.in_avals[:n]]
 
 
 def test_gpu_artifact_is_refused_on_a_cpu_machine(titanic_gpu):

@@ -163,11 +163,50 @@ def test_lowered_for_cuda_every_group_is_a_triton_kernel_call(tmp_path, cuda_ker
         params, inputs, jax.random.PRNGKey(0))
     text = exp.mlir_module()
     calls = text.count("stablehlo.custom_call @triton_kernel_call")
+    # the loss and gradient only (no optimizer here):
     # 5 forwards (the loss one fused with its gradient) + 3 epilogue backwards + 3 dW + 2 dX
     # (the first layer's dX feeds no parameter: dead, removed)
     assert calls == 13, calls
     assert "dot_general" not in text, "every matmul is a Triton kernel"
     assert exp.platforms == ("cuda",)
+
+
+OPT = {"optimizer": {"name": "adamw", "lr": 3e-3, "b1": 0.9, "b2": 0.999, "weight_decay": 0.1, "momentum": None},
+       "schedule": {"name": "cosine", "warmup": 0.2}, "grad_clip": 0.05}
+
+
+@pytest.mark.parametrize("launcher", ["triton", "interpret"])
+def test_fused_adamw_takes_optax_steps_on_optax_state(launcher, tmp_path):
+    """mlc_adamw (clip folded into grad_scale, warmup-cosine learning rate, decay on
+    weight matrices only) against make_optimizer's optax chain, four steps, same state."""
+    import optax
+
+    from mlc.runtime.train import fused_update, make_optimizer
+
+    g = _graph("embed_layernorm", tmp_path)
+    params, _ = _values(g)
+    opt, fused = make_optimizer(OPT, 10), fused_update(OPT, 10, g, launcher=launcher)
+    layout = fused.plan.layout  # weight matrices decay and come first; the embedding table does not
+    assert layout.order[:3] == ["combiner.0.w", "combiner.1.w", "head.species.w"]
+    assert layout.n_decay == 40 * 24 + 24 * 16 + 16 * 3 <= layout.offsets["embed.island"]
+
+    @jax.jit
+    def with_optax(p, s, grads):
+        updates, s = opt.update(grads, s, p)
+        return optax.apply_updates(p, updates), s
+
+    p1 = p2 = params
+    s1 = s2 = opt.init(params)
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        grads = {k: jnp.asarray(rng.normal(size=v.shape).astype(np.float32)) for k, v in params.items()}
+        p1, s1 = with_optax(p1, s1, grads)
+        p2, s2 = jax.jit(fused.update)(grads, s2, p2)
+    for k in params:
+        _assert_same(p2[k], p1[k], dict(rtol=1e-6, atol=1e-6), k)
+    assert jax.tree_util.tree_structure(s1) == jax.tree_util.tree_structure(s2)
+    for a, b in zip(jax.tree_util.tree_leaves(s1), jax.tree_util.tree_leaves(s2)):
+        _assert_same(b, a, dict(rtol=1e-6, atol=1e-9), "optimizer state")
 
 
 def test_without_the_serializer_the_gpu_artifact_says_why(tmp_path, monkeypatch):

@@ -27,21 +27,25 @@ from pathlib import Path
 
 import numpy as np
 
-from .spec import KernelArg, KernelSpec, function_text
+from .spec import KernelArg, KernelSpec, function_text, ptr_type
 
 OUTPUT_ROLES = ("output", "grad_input")
 PLUGIN_ENV = "MLC_CUDA_PLUGIN_DIR"
 
 
-_wrappers: dict[str, KernelSpec] = {}
+_wrappers: dict[tuple, KernelSpec] = {}
 
 
-def _wrap(spec: KernelSpec) -> KernelSpec:
+def _wrap(spec: KernelSpec, dynamic: tuple[str, ...], inplace: tuple[str, ...]) -> KernelSpec:
     ins = [a for a in spec.args if a.role not in OUTPUT_ROLES]
     outs = [a for a in spec.args if a.role in OUTPUT_ROLES]
-    args = [KernelArg("seed_ptr", "*i32", "seed") if a.role == "seed" else a for a in ins] + outs
-    body = "    seed = tl.load(seed_ptr)\n" if any(a.role == "seed" for a in ins) else ""
-    call = [a.name for a in spec.args] + [f"{k}={k}" for k in spec.constexprs]
+    dynamic = set(dynamic) | {a.name for a in ins if a.role == "seed"}
+    by_name = {a.name: a for a in ins}
+    args = [KernelArg(f"{a.name}_ptr", ptr_type(a.type), a.role) if a.name in dynamic else a for a in ins]
+    args += [KernelArg(f"{n}_out", by_name[n].type, "output", by_name[n].value, by_name[n].shape) for n in inplace]
+    args += outs
+    body = "".join(f"    {a.name} = tl.load({a.name}_ptr)\n" for a in ins if a.name in dynamic)
+    call = [f"{a.name}_out" if a.name in inplace else a.name for a in spec.args] + [f"{k}={k}" for k in spec.constexprs]
     body += f"    {spec.name}({', '.join(call)})"
     params = [a.name for a in args] + [f"{k}: tl.constexpr" for k in spec.constexprs]
     name = f"{spec.name}_jax"
@@ -50,12 +54,17 @@ def _wrap(spec: KernelSpec) -> KernelSpec:
     return replace(spec, name=name, source=source, args=args)
 
 
-def jax_call_spec(spec: KernelSpec) -> KernelSpec:
-    """The spec of a wrapper kernel taking `spec`'s arguments in jax-triton's order
-    (the seed as a one-element int32 buffer named `seed_ptr`)."""
-    w = _wrappers.get(spec.key)
+def jax_call_spec(spec: KernelSpec, dynamic: tuple[str, ...] = (), inplace: tuple[str, ...] = ()) -> KernelSpec:
+    """The spec of a wrapper kernel taking `spec`'s arguments in jax-triton's order.
+    The seed and the scalars named in `dynamic` (values traced inside a jitted step:
+    the step count, the learning rate) come as one-element buffers named NAME_ptr.
+    Each pointer named in `inplace` (a buffer the kernel updates in place) is also an
+    output, NAME_out, which the wrapper hands to the kernel: jax-triton aliases it to
+    the input, the interpreter launch starts it as a copy of the input."""
+    key = (spec.key, tuple(dynamic), tuple(inplace))
+    w = _wrappers.get(key)
     if w is None:
-        w = _wrappers[spec.key] = _wrap(spec)
+        w = _wrappers[key] = _wrap(spec, tuple(dynamic), tuple(inplace))
     return w
 
 
@@ -67,9 +76,9 @@ def output_args(spec: KernelSpec) -> list[KernelArg]:
     return [a for a in spec.args if a.role in OUTPUT_ROLES]
 
 
-def _split(spec: KernelSpec, values: dict):
-    """(arrays, scalars) of the wrapper's operands, in order."""
-    w = jax_call_spec(spec)
+def _split(spec: KernelSpec, values: dict, dynamic, inplace):
+    """(wrapper, arrays, scalars) of the wrapper's operands, in order."""
+    w = jax_call_spec(spec, dynamic, inplace)
     arrays, scalars = [], {}
     for a in operand_args(w):
         if a.is_pointer:
@@ -79,7 +88,7 @@ def _split(spec: KernelSpec, values: dict):
     return w, arrays, scalars
 
 
-def interpret_launch(spec: KernelSpec, values: dict, out_shapes: dict) -> dict:
+def interpret_launch(spec: KernelSpec, values: dict, out_shapes: dict, *, dynamic=(), inplace=()) -> dict:
     """Run the kernel under Triton's interpreter from inside a jitted JAX program.
     values: argument name -> JAX array (pointers) or Python number; out_shapes:
     output argument name -> jax.ShapeDtypeStruct. Returns output name -> array."""
@@ -87,7 +96,7 @@ def interpret_launch(spec: KernelSpec, values: dict, out_shapes: dict) -> dict:
 
     from . import interp
 
-    w, arrays, scalars = _split(spec, values)
+    w, arrays, scalars = _split(spec, values, dynamic, inplace)
     outs = output_args(w)
     pointer_names = [a.name for a in operand_args(w) if a.is_pointer]
 
@@ -97,6 +106,8 @@ def interpret_launch(spec: KernelSpec, values: dict, out_shapes: dict) -> dict:
         for a in outs:
             s = out_shapes[a.name]
             call[a.name] = np.zeros(s.shape, s.dtype)
+        for n in inplace:
+            call[f"{n}_out"] = call[n].copy()
         interp.run(w, call)
         return tuple(call[a.name] for a in outs)
 
@@ -104,24 +115,28 @@ def interpret_launch(spec: KernelSpec, values: dict, out_shapes: dict) -> dict:
     return dict(zip([a.name for a in outs], res))
 
 
-def triton_launch(spec: KernelSpec, values: dict, out_shapes: dict, *, compute_capability: int | None = None) -> dict:
+def triton_launch(spec: KernelSpec, values: dict, out_shapes: dict, *, dynamic=(), inplace=(),
+                  compute_capability: int | None = None) -> dict:
     """The kernel as a jax-triton call (lowers on cuda only). compute_capability
     (90 for sm_90) lets a machine without a GPU compile for one."""
     import jax_triton
 
     from . import loader
 
-    w, arrays, scalars = _split(spec, values)
+    w, arrays, scalars = _split(spec, values, dynamic, inplace)
     outs = output_args(w)
+    pointers = [a.name for a in operand_args(w) if a.is_pointer]
+    out_names = [a.name for a in outs]
     args, k = [], iter(arrays)
     for a in operand_args(w):
         args.append(next(k) if a.is_pointer else scalars[a.name])
     res = jax_triton.triton_call(
-        *args, kernel=loader.load(w), out_shape=[out_shapes[a.name] for a in outs],
+        *args, kernel=loader.load(w), out_shape=[out_shapes[n] for n in out_names],
         grid=w.grid_for(**scalars), num_warps=w.num_warps, num_stages=3,
+        input_output_aliases={pointers.index(n): out_names.index(f"{n}_out") for n in inplace},
         zeroed_outputs=tuple(i for i, a in enumerate(outs) if a.zero_init),
         compute_capability=compute_capability, name=w.name, **w.constexprs)
-    return dict(zip([a.name for a in outs], res))
+    return dict(zip(out_names, res))
 
 
 # ---- cuda kernel calls on a machine without CUDA -------------------------------------
