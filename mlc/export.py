@@ -41,8 +41,9 @@ A `.mlcc` file is a zip archive:
 Triton kernels in the programs: for `gpu` from a `.dml`, `train_step.ARCH.jax` (one
 per architecture) is the same step with every fused group an `mlc_fused` primitive
 and the AdamW update the `mlc_adamw` primitive (on the same optax state), lowered
-through jax-triton: a `triton_kernel_call` custom call per kernel launch. Kernel launches are planned for one batch size, so these programs take the
-program's batch size; `train_step.jax` and `inference.jax` stay XLA programs for any
+through jax-triton: a `triton_kernel_call` custom call per kernel launch. Kernel
+launches are planned for one batch size, so these programs take the program's batch
+size; `train_step.jax` and `inference.jax` stay XLA programs for any
 batch size (inference is not the hot loop). Writing kernel calls needs JAX's CUDA
 kernel-call serializer (`jax_call.cuda_kernel_calls`); without it the gpu artifact
 holds XLA programs only and `manifest.programs.train_step.kernel_calls.why` says why.
@@ -182,7 +183,8 @@ def _inference_inputs(graph, wanted) -> list[str]:
     return [n for n in graph.inputs if n in used]
 
 
-def export_programs(src: Source, platforms: tuple[str, ...], log=print, archs: tuple[str, ...] = ()) -> tuple[dict, dict]:
+def export_programs(src: Source, platforms: tuple[str, ...], log=print,
+                    archs: tuple[str, ...] = ()) -> tuple[dict, dict]:
     """({file name: serialized program}, {program name: description for the manifest})."""
     import jax
     import jax.numpy as jnp

@@ -12,8 +12,14 @@ them. spec.py: what a kernel is (source, arguments with roles, grid). aot.py
 compiles for sm_80/sm_90 without a GPU, with a disk cache (loader.py writes the
 source files). interp.py runs any kernel on numpy arrays under Triton's
 interpreter; catalog.py holds representative kernels with their JAX references;
-runner.py chains a whole training step from generated kernels (the launch order
-a GPU runtime follows). Triton is imported lazily: generating source needs none.
+runner.py chains a whole training step from generated kernels on numpy arrays.
+
+From JAX: primitive.py makes each fused group the `mlc_fused` primitive (custom VJP;
+the kernels through jax-triton on cuda, the jax.numpy reference elsewhere) and
+optimizer.py the AdamW group the `mlc_adamw` primitive; jax_call.py holds the
+jax-triton argument-order wrappers, the launchers (jax-triton, or the interpreter via
+pure_callback for tests) and the per-platform lowering rules. Triton is imported
+lazily: generating source needs none.
 """
 from .adamw import FlatLayout, adamw_kernel, flat_layout
 from .api import DEFAULT_ARCHS, Generation, KernelArtifact, compile_kernels, emit_ptx, emit_triton, generate

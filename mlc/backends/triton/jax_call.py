@@ -139,6 +139,32 @@ def triton_launch(spec: KernelSpec, values: dict, out_shapes: dict, *, dynamic=(
     return dict(zip(out_names, res))
 
 
+# ---- lowering rules ------------------------------------------------------------------
+def register_lowerings(prim, kernels, reference, what: str):
+    """Lower `prim` per platform. cuda (launcher "triton"): `kernels(*args, launch=
+    triton_launch, **params)`; cpu with launcher "interpret": the same kernels under
+    the interpreter; anywhere else: `reference(*args, **params)`. The primitive's
+    params hold `plan` (with `compute_capability`) and `launcher`."""
+    from jax.interpreters import mlir
+
+    def lower(ctx, *args, platform, launcher, **params):
+        if platform == "cuda" and launcher == "triton":
+            why = cuda_kernel_calls()
+            if why is not None:
+                raise RuntimeError(f"cannot lower {what} to Triton for cuda: {why}")
+            launch = functools.partial(triton_launch, compute_capability=params["plan"].compute_capability)
+            fn = functools.partial(kernels, launch=launch, **params)
+        elif platform == "cpu" and launcher == "interpret":
+            fn = functools.partial(kernels, launch=interpret_launch, **params)
+        else:
+            fn = functools.partial(reference, **params)
+        return mlir.lower_fun(fn, multiple_results=True)(ctx, *args)
+
+    mlir.register_lowering(prim, functools.partial(lower, platform="default"))
+    for platform in ("cpu", "cuda"):
+        mlir.register_lowering(prim, functools.partial(lower, platform=platform), platform=platform)
+
+
 # ---- cuda kernel calls on a machine without CUDA -------------------------------------
 def _plugin_dirs() -> list[Path]:
     env = os.environ.get(PLUGIN_ENV)

@@ -18,9 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import Primitive
-from jax.interpreters import mlir
 from optax import tree_utils
 
+from . import jax_call
 from .adamw import FlatLayout, adamw_kernel, flat_layout
 from .spec import KernelSpec
 
@@ -68,25 +68,7 @@ def kernel(p, g, m, v, step, lr, scale, *, plan: UpdatePlan, launch):
     return [out[f"{n}_out"] for n in INPLACE]
 
 
-def _lower(ctx, *args, plan, launcher, platform):
-    from . import jax_call
-
-    if platform == "cuda" and launcher == "triton":
-        why = jax_call.cuda_kernel_calls()
-        if why is not None:
-            raise RuntimeError(f"cannot lower the AdamW update to Triton for cuda: {why}")
-        launch = functools.partial(jax_call.triton_launch, compute_capability=plan.compute_capability)
-        fn = functools.partial(kernel, plan=plan, launch=launch)
-    elif platform == "cpu" and launcher == "interpret":
-        fn = functools.partial(kernel, plan=plan, launch=jax_call.interpret_launch)
-    else:
-        fn = functools.partial(reference, plan=plan)
-    return mlir.lower_fun(fn, multiple_results=True)(ctx, *args)
-
-
-mlir.register_lowering(adamw_p, functools.partial(_lower, platform="default"))
-for _platform in ("cpu", "cuda"):
-    mlir.register_lowering(adamw_p, functools.partial(_lower, platform=_platform), platform=_platform)
+jax_call.register_lowerings(adamw_p, kernel, reference, "the AdamW update")
 
 
 class FusedAdamW:

@@ -25,11 +25,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.custom_derivatives import SymbolicZero
 from jax.extend.core import Primitive
-from jax.interpreters import mlir
 
 from mlc.backends.jax_backend import IMPLS, _dropout
 from mlc.ir.graph import Graph, live_ops
 
+from . import jax_call
 from .catalog import shape_of
 from .matmul import matmul_backward_launches
 from .rules import _salt
@@ -211,25 +211,7 @@ def kernels(seed, *operands, plan: GroupPlan, stage: str, launch):
 
 
 # ---- lowering rules -----------------------------------------------------------------
-def _lower(ctx, *args, plan, stage, launcher, platform):
-    from . import jax_call
-
-    if platform == "cuda" and launcher == "triton":
-        why = jax_call.cuda_kernel_calls()
-        if why is not None:
-            raise RuntimeError(f"cannot lower group {plan.name} to Triton for cuda: {why}")
-        launch = functools.partial(jax_call.triton_launch, compute_capability=plan.compute_capability)
-        fn = functools.partial(kernels, plan=plan, stage=stage, launch=launch)
-    elif platform == "cpu" and launcher == "interpret":
-        fn = functools.partial(kernels, plan=plan, stage=stage, launch=jax_call.interpret_launch)
-    else:
-        fn = functools.partial(reference, plan=plan, stage=stage)
-    return mlir.lower_fun(fn, multiple_results=True)(ctx, *args)
-
-
-mlir.register_lowering(fused_p, functools.partial(_lower, platform="default"))
-for _platform in ("cpu", "cuda"):
-    mlir.register_lowering(fused_p, functools.partial(_lower, platform=_platform), platform=_platform)
+jax_call.register_lowerings(fused_p, kernels, reference, "a fused group")
 
 
 # ---- the custom VJP -------------------------------------------------------------------
