@@ -111,12 +111,12 @@ def test_a_cotangent_on_a_prediction_runs_the_loss_groups_backward(tmp_path):
     g = _graph("titanic", tmp_path)
     params, inputs = _values(g)
     want = jax.grad(lambda p: jnp.sum(xla_build(g, ["pred.survived", "loss"])(p, inputs)["pred.survived"] ** 2) +
-                    xla_build(g, ["loss"])(p, inputs)["loss"])(params)
+                    2.5 * xla_build(g, ["loss"])(p, inputs)["loss"])(params)
     fn = primitive.build(g, ["pred.survived", "loss"], launcher="interpret")
 
     def f(p):
         out = fn(p, inputs, jax.random.PRNGKey(0), True)
-        return jnp.sum(out["pred.survived"] ** 2) + out["loss"]
+        return jnp.sum(out["pred.survived"] ** 2) + 2.5 * out["loss"]  # the fused gradient scales by 2.5
     got = jax.jit(jax.grad(f))(params)
     for k in g.params:
         _assert_same(got[k], want[k], F32_SUM, f"d {k}")
