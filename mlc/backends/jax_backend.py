@@ -13,7 +13,7 @@ import optax
 from mlc.ir.graph import Graph, live_ops
 
 
-def _dropout(x, *, rate, key, train):
+def dropout(x, *, rate, key, train):
     if not train or rate == 0.0:
         return x
     keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
@@ -64,6 +64,13 @@ IMPLS = {
 IMPLS["const"] = lambda *, value, dtype="f32": jnp.asarray(value, jnp.int32 if dtype == "i32" else jnp.float32)
 
 
+def apply_op(op, args: list, *, key=None, train: bool = False):
+    """One IR op in jax.numpy; dropout draws its mask from `key` when training."""
+    if op.opcode == "dropout":
+        return dropout(args[0], rate=op.attrs["rate"], key=key, train=train)
+    return IMPLS[op.opcode](*args, **op.attrs)
+
+
 def build(graph: Graph, wanted: list[str]):
     """fn(params, inputs, key, train) -> {output: value} for the wanted outputs."""
     ops = live_ops(graph, wanted)
@@ -72,12 +79,8 @@ def build(graph: Graph, wanted: list[str]):
         env = dict(params)
         env.update(inputs)
         for i, op in enumerate(ops):
-            args = [env[a] for a in op.args]
-            if op.opcode == "dropout":
-                op_key = jax.random.fold_in(key, i) if key is not None else None
-                env[op.result] = _dropout(args[0], rate=op.attrs["rate"], key=op_key, train=train)
-            else:
-                env[op.result] = IMPLS[op.opcode](*args, **op.attrs)
+            op_key = jax.random.fold_in(key, i) if key is not None and op.opcode == "dropout" else None
+            env[op.result] = apply_op(op, [env[a] for a in op.args], key=op_key, train=train)
         return {w: env[graph.outputs[w]] for w in wanted}
 
     return fn

@@ -82,7 +82,7 @@ def matmul_fwd(name: str, ops: list[Op], inputs: list[str], outputs: list[str], 
     s("ks = tl.arange(0, BLOCK_K)")
     s("acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)")
     s(f"for k0 in range(0, {K}, BLOCK_K):")
-    s(f"    kk = k0 + ks")
+    s("    kk = k0 + ks")
     s(f"    a = tl.load({px} + r2 * {K} + kk[None, :], mask=rm2 & (kk[None, :] < {K}), other=0.0)")
     s(f"    b = tl.load({pw} + kk[:, None] * {N} + cN, mask=(kk[:, None] < {K}) & cmN, other=0.0)")
     s(f"    acc = {_dot(io, precision)}")

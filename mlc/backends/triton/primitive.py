@@ -26,13 +26,13 @@ import numpy as np
 from jax.custom_derivatives import SymbolicZero
 from jax.extend.core import Primitive
 
-from mlc.backends.jax_backend import IMPLS, _dropout
+from mlc.backends.jax_backend import IMPLS, apply_op
 from mlc.ir.graph import Graph, live_ops
 
 from . import jax_call
 from .catalog import shape_of
 from .matmul import matmul_backward_launches
-from .rules import _salt
+from .rules import dropout_salt
 from .spec import KernelSpec
 
 LAUNCHERS = ("triton", "interpret")
@@ -114,12 +114,9 @@ def _reference_env(plan: GroupPlan, seed, inputs: dict) -> dict:
     for op in plan.ops:
         if op.result in env:
             continue
-        args = [env[a] for a in op.args]
-        if op.opcode == "dropout":
-            key = jax.random.fold_in(jax.random.PRNGKey(seed), _salt(op))
-            env[op.result] = _dropout(args[0], rate=op.attrs["rate"], key=key, train=plan.train)
-        else:
-            env[op.result] = IMPLS[op.opcode](*args, **op.attrs)
+        # the dropout mask follows the seed and the op, as the kernels' tl.rand(seed ^ salt) does
+        key = jax.random.fold_in(jax.random.PRNGKey(seed), dropout_salt(op)) if op.opcode == "dropout" else None
+        env[op.result] = apply_op(op, [env[a] for a in op.args], key=key, train=plan.train)
     return env
 
 
@@ -324,12 +321,9 @@ def build(graph: Graph, wanted: list[str], launcher: str = "triton", compute_cap
                 env.update(zip(item.outputs, call(seed, *[env[v] for v in item.inputs])))
                 continue
             for op in item.ops:  # a group without kernels: the XLA path
-                args = [env[a] for a in op.args]
-                if op.opcode == "dropout":
-                    op_key = jax.random.fold_in(key, _salt(op)) if key is not None else None
-                    env[op.result] = _dropout(args[0], rate=op.attrs["rate"], key=op_key, train=train)
-                else:
-                    env[op.result] = IMPLS[op.opcode](*args, **op.attrs)
+                drop = key is not None and op.opcode == "dropout"
+                op_key = jax.random.fold_in(key, dropout_salt(op)) if drop else None
+                env[op.result] = apply_op(op, [env[a] for a in op.args], key=op_key, train=train)
         return {w: env[g.outputs[w]] for w in wanted}
 
     return fn

@@ -79,7 +79,7 @@ def binary_bwd(E, op, a, out, g, need):
             _fmt(db, a=a[0].name, b=a[1].name, g=g) if need[1] else None]
 
 
-def _salt(op) -> int:
+def dropout_salt(op) -> int:
     """A per-op constant mixed into the seed, stable across the forward and backward kernels."""
     return zlib.crc32(f"dropout:{op.result}".encode()) & 0x3FFFFFFF
 
@@ -92,7 +92,7 @@ def dropout_fwd(E, op, a, out):
         raise Unsupported(f"%{op.result}: dropout on a {out.kind} value")
     E.uses_seed = True
     offs = E.element_offsets(out.width)
-    keep = E.let(f"tl.rand(seed ^ {_salt(op)}, {offs}) >= {flit(rate)}", f"keep{E.ident(op.result)}")
+    keep = E.let(f"tl.rand(seed ^ {dropout_salt(op)}, {offs}) >= {flit(rate)}", f"keep{E.ident(op.result)}")
     E.saved[op.result] = {"keep": keep}
     return f"tl.where({keep}, {a[0].name} * {flit(1.0 / (1.0 - rate))}, 0.0)"
 
