@@ -26,7 +26,7 @@ import numpy as np
 from jax.custom_derivatives import SymbolicZero
 from jax.extend.core import Primitive
 
-from mlc.backends.jax_backend import IMPLS, apply_op
+from mlc.backends.jax_backend import apply_op
 from mlc.ir.graph import Graph, live_ops
 
 from . import jax_call
@@ -124,7 +124,6 @@ def _reference_vjp(plan: GroupPlan, seed, inputs: dict, cts: dict, saved: dict |
     """d outputs / d wrt, pulled back from `cts`. With the matmul product saved, as the
     kernels do: the epilogue's pullback gives dZ, then dW = X^T dZ and dX = dZ W^T
     (no second forward matmul)."""
-    x = w = None
     wrt = list(plan.wrt)
     if saved:
         x, w, z = (plan.fwd.extra[k] for k in ("x", "w", "z"))
@@ -315,8 +314,8 @@ def build(graph: Graph, wanted: list[str], launcher: str = "triton", compute_cap
         env = dict(params)
         env.update(inputs)
         for op in consts:
-            env[op.result] = IMPLS["const"](**op.attrs)
-        for i, (item, call) in enumerate(calls):
+            env[op.result] = apply_op(op, [])
+        for item, call in calls:
             if call is not None:
                 env.update(zip(item.outputs, call(seed, *[env[v] for v in item.inputs])))
                 continue
