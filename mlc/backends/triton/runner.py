@@ -15,41 +15,16 @@ from collections import defaultdict
 import numpy as np
 
 from .api import Generation
-from .catalog import shape_of
+from .catalog import run, shape_of
 from .matmul import matmul_backward_launches
 from .spec import KernelSpec
 
 
-def _np(t: str):
-    if t == "*bf16":
-        import ml_dtypes
-        return ml_dtypes.bfloat16
-    return {"*fp32": np.float32, "*i32": np.int32}[t]
-
-
 def _launch(spec: KernelSpec, env: dict, rows: int, *, grads=None, seed=0, dloss=1.0) -> dict:
-    from . import interp
-
-    args, wrote = {}, {}
-    for a in spec.args:
-        if a.role == "input":
-            args[a.name] = np.ascontiguousarray(np.asarray(env[a.value]).astype(_np(a.type)))
-        elif a.role == "grad_output":
-            g = grads.get(a.value) if grads is not None else None
-            shape = shape_of(a.shape, rows)
-            args[a.name] = np.ascontiguousarray((np.zeros(shape) if g is None else g).astype(_np(a.type)))
-        elif a.role in ("output", "grad_input"):
-            args[a.name] = wrote[(a.role, a.value)] = np.zeros(shape_of(a.shape, rows), _np(a.type))
-        elif a.name == "n_rows":
-            args[a.name] = rows
-        elif a.role == "seed":
-            args[a.name] = seed
-        elif a.name == "dloss":
-            args[a.name] = dloss
-        else:
-            raise ValueError(f"{spec.name}: no value for argument {a.name}")
-    interp.run(spec, args)
-    return {k: np.asarray(v, np.float32) if v.dtype != np.int32 else v for k, v in wrote.items()}
+    """catalog.run, with a zero upstream gradient for outputs nothing downstream used."""
+    upstream = {a.value: (grads or {}).get(a.value, np.zeros(shape_of(a.shape, rows), np.float32))
+                for a in spec.args if a.role == "grad_output"}
+    return run(spec, env, rows, upstream=upstream, seed=seed, dloss=dloss)
 
 
 def _by_group(gen: Generation) -> dict[str, dict[str, KernelSpec]]:
