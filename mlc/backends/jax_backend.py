@@ -32,6 +32,41 @@ def _softmax_ce(logits, y, *, smoothing):
     return optax.softmax_cross_entropy(logits, labels)
 
 
+def embed_bag(table, ids, weights, *, mode):
+    """Sum (or weighted mean) of table rows per bag; padding slots carry weight 0, and an
+    empty bag gives a zero row."""
+    summed = jnp.einsum("bl,bld->bd", weights, jnp.take(table, ids, axis=0))
+    if mode == "mean":
+        total = weights.sum(-1, keepdims=True)
+        summed = summed / jnp.where(total > 0, total, 1.0)
+    return summed
+
+
+def _conv1d(x, w):
+    # 'same' padding: output position t sees inputs t - (K-1)//2 ... t + K//2.
+    return jax.lax.conv_general_dilated(x, w, (1,), "SAME", dimension_numbers=("NWC", "WIO", "NWC"))
+
+
+def _masked_max(x, mask):
+    m = mask[..., None] > 0
+    best = jnp.max(jnp.where(m, x, -jnp.inf), axis=1)
+    return jnp.where(m.any(axis=1), best, 0.0)
+
+
+def _masked_mean(x, mask):
+    m = mask[..., None]
+    return (x * m).sum(1) / jnp.maximum(m.sum(1), 1.0)
+
+
+def _attention(q, k, v, mask, *, heads):
+    b, t, d = q.shape
+    split = lambda z: z.reshape(b, t, heads, d // heads)  # noqa: E731
+    scores = jnp.einsum("bqhd,bkhd->bhqk", split(q), split(k)) / np.sqrt(d // heads)
+    scores = jnp.where(mask[:, None, None, :] > 0, scores, -1e9)
+    out = jnp.einsum("bhqk,bkhd->bqhd", jax.nn.softmax(scores, axis=-1), split(v))
+    return out.reshape(b, t, d)
+
+
 IMPLS = {
     "add": lambda a, b: a + b,
     "sub": lambda a, b: a - b,
@@ -60,6 +95,14 @@ IMPLS = {
     "row_sum": lambda x: jnp.sum(x, axis=-1, keepdims=True),
     "row_mean": lambda x: jnp.mean(x, axis=-1, keepdims=True),
     "reshape": lambda x, *, shape: jnp.reshape(x, (x.shape[0],) + tuple(shape)),
+    "embed_bag": embed_bag,
+    "conv1d": _conv1d,
+    "masked_max": _masked_max,
+    "masked_mean": _masked_mean,
+    "attention": _attention,
+    "multi_bce": lambda logits, y: optax.sigmoid_binary_cross_entropy(logits, y).sum(-1),
+    "vec_squared_error": lambda p, y: ((p - y) ** 2).mean(-1),
+    "vec_abs_error": lambda p, y: jnp.abs(p - y).mean(-1),
 }
 IMPLS["const"] = lambda *, value, dtype="f32": jnp.asarray(value, jnp.int32 if dtype == "i32" else jnp.float32)
 

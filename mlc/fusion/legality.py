@@ -6,6 +6,9 @@ A kernel group is legal when it matches one template:
   ops of the same shape (bias add, activation, dropout, residual add). The
   matmul's operands come from memory: a matmul reads each operand element once
   per output tile, so fusing their producers (a prologue) would recompute them.
+- embedding_bag: one embed_bag (gather the rows of each bag's ids, then their weighted
+  sum or mean, one output row per bag; its backward scatter-adds into the table) with
+  elementwise ops on its output rows after it.
 - row-parallel kernels, which walk the rows of their values: elementwise chains
   (every op over the same rows), row-wise reductions (softmax, softmax_ce,
   layernorm, the per-row losses) with elementwise ops before and after them,
@@ -26,10 +29,11 @@ ELEMENTWISE = set(ELEMENTWISE_UNARY) | set(ELEMENTWISE_BINARY)
 ROWWISE = {"softmax", "softmax_ce", "layernorm", "bce_logits", "squared_error", "abs_error", "huber"}
 GATHER = {"gather", "one_hot", "concat"}
 REDUCE = {"mean"}
+BAG = {"embed_bag"}
 
 
 def kind(op: Op) -> str:
-    """The op's role in a kernel: elementwise | matmul | rowwise | gather | reduce | const."""
+    """The op's role in a kernel: elementwise | matmul | rowwise | gather | reduce | bag | const."""
     if op.opcode in ELEMENTWISE:
         return "elementwise"
     if op.opcode == "matmul":
@@ -40,6 +44,8 @@ def kind(op: Op) -> str:
         return "gather"
     if op.opcode in REDUCE:
         return "reduce"
+    if op.opcode in BAG:
+        return "bag"
     if op.opcode == "const":
         return "const"
     return "other"  # an op added later without a fusion rule: never fused
@@ -48,7 +54,7 @@ def kind(op: Op) -> str:
 def family(ops: list[Op]) -> str:
     """The template a set of ops forms (named after its most constraining op)."""
     kinds = {kind(op) for op in ops}
-    for k, name in (("matmul", "matmul_epilogue"), ("gather", "gather"), ("rowwise", "rowwise"),
+    for k, name in (("bag", "embedding_bag"), ("matmul", "matmul_epilogue"), ("gather", "gather"), ("rowwise", "rowwise"),
                     ("reduce", "reduce"), ("other", "other")):
         if k in kinds:
             return name
@@ -78,6 +84,19 @@ def template_error(ops: list[Op], types: dict, focus: str | None = None) -> str 
     others = [op for op in ops if kind(op) == "other"]
     if others and len(ops) > 1:
         return f"{_label(others[0])} has no fusion rule"
+    if len(ops) > 1:
+        deep = next((op for op in ops if len(op.type.shape) > 2), None)
+        if deep is not None:
+            return (f"{_label(deep)} gives {deep.type}, a sequence tensor; fused kernels walk "
+                    f"[B, width] rows")
+    bags = [op for op in ops if kind(op) == "bag"]
+    if bags:
+        extra = next((op for op in ops if op is not bags[0] and (kind(op) != "elementwise"
+                                                                  or op.type.shape != bags[0].type.shape)), None)
+        if extra is not None:
+            return (f"{who(extra)} not an elementwise op on the rows of {_label(bags[0])}; an embedding-bag "
+                    f"kernel holds the bag and elementwise ops on its output only")
+        return None
     if len(matmuls) > 1:
         return f"{_label(matmuls[0])} and {_label(matmuls[1])} are both matmuls; each matmul is its own tiled kernel"
     if matmuls:
@@ -122,8 +141,8 @@ def edge_error(p: Op, c: Op, arg_index: int, users: list[str], merged: set[str],
     if kind(c) == "matmul":
         return (f"%{c.result} is a matmul; it reads %{p.result} once per output tile, "
                 f"so fusing would recompute %{p.result} (no prologue fusion)")
-    if c.opcode == "gather" and arg_index == 0:
-        return f"%{c.result} (gather) reads rows of %{p.result} chosen by data; the table must be in memory"
+    if c.opcode in ("gather", "embed_bag") and arg_index == 0:
+        return f"%{c.result} ({c.opcode}) reads rows of %{p.result} chosen by data; the table must be in memory"
     if kind(p) == "reduce":
         return (f"%{p.result} (mean) is a full reduction; %{c.result} needs its finished value, "
                 f"which exists only after every block is done")

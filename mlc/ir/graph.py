@@ -142,6 +142,47 @@ def _reshape(ts, a):
     return TensorType(x.dtype, x.shape[:1] + shape)
 
 
+def _embed_bag(ts, a):
+    table, ids, weights = ts
+    if ids.dtype != "i32" or len(ids.shape) != 2:
+        raise IRError(f"embed_bag ids must be i32[B,L], got {ids}")
+    if weights.shape != ids.shape:
+        raise IRError(f"embed_bag weights {weights} must match ids {ids}")
+    if a.get("mode") not in ("sum", "mean"):
+        raise IRError(f"embed_bag mode must be 'sum' or 'mean', not {a.get('mode')!r}")
+    return TensorType(table.dtype, ids.shape[:1] + table.shape[1:])
+
+
+def _conv1d(ts, a):
+    x, w = ts
+    if len(x.shape) != 3 or len(w.shape) != 3 or w.shape[1] != x.shape[2]:
+        raise IRError(f"conv1d takes x[B,T,D] and w[K,D,F], got {x} and {w}")
+    return TensorType(x.dtype, x.shape[:2] + w.shape[2:])
+
+
+def _masked_pool(ts, a):
+    x, mask = ts
+    if len(x.shape) != 3 or mask.shape != x.shape[:2]:
+        raise IRError(f"masked pooling takes x[B,T,F] and mask[B,T], got {x} and {mask}")
+    return TensorType(x.dtype, x.shape[:1] + x.shape[2:])
+
+
+def _attention(ts, a):
+    q, k, v, mask = ts
+    if not (q.shape == k.shape == v.shape) or len(q.shape) != 3 or mask.shape != q.shape[:2]:
+        raise IRError(f"attention takes q, k, v [B,T,D] and mask[B,T], got {q}, {k}, {v}, {mask}")
+    if q.shape[2] % a.get("heads", 1):
+        raise IRError(f"attention: width {q.shape[2]} is not divisible by {a.get('heads')} heads")
+    return q
+
+
+def _per_row_pair(ts, a):
+    p, y = ts
+    if p.shape != y.shape or len(p.shape) != 2:
+        raise IRError(f"vector losses take p[B,K] and y[B,K] of one shape, got {p} and {y}")
+    return TensorType("f32", p.shape[:1])
+
+
 ELEMENTWISE_UNARY = ("relu", "gelu", "silu", "tanh", "sigmoid", "neg", "exp", "log", "dropout", "scale")
 ELEMENTWISE_BINARY = ("add", "sub", "mul")
 
@@ -165,6 +206,15 @@ OPS: dict[str, tuple[int | None, Callable]] = {
     "row_mean": (1, _row_reduce),
     "reshape": (1, _reshape),  # {shape=[...]}: the dimensions after the batch
     "const": (0, _const),  # {value=<number or nested list>, dtype='f32'|'i32' (default f32)}
+    # Columns that are not tabular (text, set, bag, sequence: runtime/types/).
+    "embed_bag": (3, _embed_bag),  # (table[V,D], ids[B,L], weights[B,L]) {mode='sum'|'mean'} -> [B,D]
+    "conv1d": (2, _conv1d),  # (x[B,T,D], w[K,D,F]) -> [B,T,F], 'same' padding
+    "masked_max": (2, _masked_pool),  # (x[B,T,F], mask[B,T]) -> [B,F]; an empty row gives 0
+    "masked_mean": (2, _masked_pool),
+    "attention": (4, _attention),  # (q, k, v [B,T,D], mask[B,T]) {heads} -> [B,T,D]
+    "multi_bce": (2, _per_row_pair),  # (logits[B,K], y[B,K] in {0,1}) -> [B]: sum of K sigmoid losses
+    "vec_squared_error": (2, _per_row_pair),  # (p[B,K], y[B,K]) -> [B]: mean over K
+    "vec_abs_error": (2, _per_row_pair),
 }
 
 

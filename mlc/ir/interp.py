@@ -84,6 +84,49 @@ def _huber(p, y, *, delta):
     return 0.5 * quadratic ** 2 + delta * (err - quadratic)
 
 
+def _embed_bag(table, ids, weights, *, mode):
+    out = np.zeros((ids.shape[0], table.shape[1]), table.dtype)
+    for b in range(ids.shape[0]):  # plainly, bag by bag
+        total = 0.0
+        for i, w in zip(ids[b], weights[b]):
+            out[b] += w * table[i]
+            total += w
+        if mode == "mean" and total > 0:
+            out[b] /= total
+    return out
+
+
+def _conv1d(x, w):
+    k = w.shape[0]
+    left = (k - 1) // 2
+    padded = np.pad(x, ((0, 0), (left, k - 1 - left), (0, 0)))
+    t = x.shape[1]
+    return sum(padded[:, j:j + t, :] @ w[j] for j in range(k))
+
+
+def _masked_max(x, mask):
+    m = mask[..., None] > 0
+    best = np.where(m, x, -np.inf).max(axis=1)
+    return np.where(m.any(axis=1), best, 0.0)
+
+
+def _masked_mean(x, mask):
+    m = mask[..., None]
+    return (x * m).sum(1) / np.maximum(m.sum(1), 1.0)
+
+
+def _attention(q, k, v, mask, *, heads):
+    b, t, d = q.shape
+    h = d // heads
+    out = np.zeros_like(q)
+    for i in range(heads):
+        s = slice(i * h, (i + 1) * h)
+        scores = q[:, :, s] @ k[:, :, s].transpose(0, 2, 1) / np.sqrt(h)
+        scores = np.where(mask[:, None, :] > 0, scores, -1e9)
+        out[:, :, s] = _softmax(scores) @ v[:, :, s]
+    return out
+
+
 # opcode -> fn(*args, **attrs); `dtype` (the float dtype in use) is passed to the
 # ops that create floats from integers.
 IMPLS = {
@@ -114,6 +157,14 @@ IMPLS = {
     "row_sum": lambda x: x.sum(axis=-1, keepdims=True),
     "row_mean": lambda x: x.mean(axis=-1, keepdims=True),
     "reshape": lambda x, *, shape: x.reshape((x.shape[0],) + tuple(shape)),
+    "embed_bag": _embed_bag,
+    "conv1d": _conv1d,
+    "masked_max": _masked_max,
+    "masked_mean": _masked_mean,
+    "attention": _attention,
+    "multi_bce": lambda logits, y: (-y * _log_sigmoid(logits) - (1.0 - y) * _log_sigmoid(-logits)).sum(-1),
+    "vec_squared_error": lambda p, y: ((p - y) ** 2).mean(-1),
+    "vec_abs_error": lambda p, y: np.abs(p - y).mean(-1),
 }
 _NEEDS_DTYPE = {"one_hot", "softmax_ce"}
 
