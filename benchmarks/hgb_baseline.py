@@ -4,7 +4,9 @@
 Usage:
     python benchmarks/hgb_baseline.py [FILE.dml ...] [--json OUT.json]
 
-With no .dml given it runs every benchmarks/heldout/*.dml and examples/*.dml.
+With no .dml given it runs every benchmarks/heldout/*.dml and examples/*.dml whose
+columns are all number, binary or category (benchmarks/types_quality.py compares the
+programs with text, set and date columns).
 It does NOT import mlc: a tiny regex reads only these .dml lines
 
     data "PATH" split A/B/C seed S      (PATH relative to the .dml file)
@@ -79,6 +81,25 @@ def parse_dml(path):
     if "data" not in spec or len(spec["outputs"]) != 1:
         raise ValueError(f"{path}: need one data line and exactly one output")
     return spec
+
+
+TABULAR = ("number", "binary", "category")
+ANY_FIELD_RE = re.compile(r"^\s*(?:input|output)\s+[A-Za-z_][A-Za-z0-9_]*\s*:\s*([A-Za-z_]+)")
+
+
+def is_tabular(path):
+    """True when every input and output of the program is number, binary or category:
+    the programs this baseline (and benchmarks/quality.py) compare. Programs with text,
+    set, date, ... columns are compared by benchmarks/types_quality.py instead."""
+    with open(path) as f:
+        return all(m.group(1) in TABULAR for m in map(ANY_FIELD_RE.match, (l.split("#", 1)[0] for l in f)) if m)
+
+
+def default_programs():
+    """benchmarks/heldout/*.dml and examples/*.dml, tabular programs only."""
+    paths = sorted(glob.glob(os.path.join(ROOT, "benchmarks", "heldout", "*.dml"))) + \
+        sorted(glob.glob(os.path.join(ROOT, "examples", "*.dml")))
+    return [p for p in paths if is_tabular(p)]
 
 
 def split_indices(n, split, seed):
@@ -168,11 +189,10 @@ def run_one(dml_path):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("dml", nargs="*", help=".dml files (default: benchmarks/heldout/*.dml examples/*.dml)")
+    ap.add_argument("dml", nargs="*", help=".dml files (default: the tabular benchmarks/heldout/*.dml examples/*.dml)")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = ap.parse_args(argv)
-    paths = args.dml or (sorted(glob.glob(os.path.join(ROOT, "benchmarks", "heldout", "*.dml")))
-                         + sorted(glob.glob(os.path.join(ROOT, "examples", "*.dml"))))
+    paths = args.dml or default_programs()
     if not paths:
         sys.exit("no .dml files found")
 
