@@ -6,9 +6,10 @@
 
 Generators (each walks IR ops with the per-op rules in rules.py, forward and
 derivative side by side): tile.py (elementwise chains, row-wise reductions and
-losses, gathers), matmul.py (matmul with an elementwise epilogue), adamw.py (one
-fused optimizer update over a flat buffer); api.py maps the middle end's groups to
-them. spec.py: what a kernel is (source, arguments with roles, grid). aot.py
+losses, gathers), matmul.py (matmul with an elementwise epilogue), embedding_bag.py
+(ragged bags: gather, weighted sum or mean, elementwise ops; scatter-add backward),
+adamw.py (one fused optimizer update over a flat buffer); api.py maps the middle
+end's groups to them (values of rank > 2 get no kernel: the XLA path). spec.py: what a kernel is (source, arguments with roles, grid). aot.py
 compiles for sm_80/sm_90 without a GPU, with a disk cache (loader.py writes the
 source files). interp.py runs any kernel on numpy arrays under Triton's
 interpreter; catalog.py holds representative kernels with their JAX references;

@@ -6,10 +6,13 @@ planned here with `mlc.fusion.annotate`. Each family maps to a generator:
 
     elementwise, rowwise, gather, reduce  -> tile.py    (fwd; bwd; fwd_bwd when it ends in a loss)
     matmul_epilogue, matmul               -> matmul.py  (fwd; epilogue bwd + the strided matmul)
+    embedding_bag (or a lone embed_bag)   -> embedding_bag.py (fwd; bwd: scatter-add into the table)
     adamw_update, adam_update             -> adamw.py   (one update over the flat parameter buffer)
 
 A group no generator handles is listed in `Generation.skipped` with the reason
-(and in `emit_triton`'s output); it runs on the XLA path.
+(and in `emit_triton`'s output); it runs on the XLA path. So is every group that
+touches a value of rank > 2 (a sequence [B, T, D], a conv1d kernel [K, D, F]): the
+generators walk [B] and [B, w] rows, and say so rather than index a deeper value wrongly.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from mlc.ir.graph import Graph
 
 from . import aot
 from .adamw import adamw_kernel, flat_layout
+from .embedding_bag import bag_kernel
 from .matmul import epilogue_bwd, matmul_fwd, matmul_kernel
 from .spec import KernelArg, KernelSpec, Unsupported, ident
 from .tile import tile_kernel
@@ -65,6 +69,16 @@ def _graph_types(g: Graph) -> dict:
     return {**g.inputs, **{n: p.type for n, p in g.params.items()}, **{op.result: op.type for op in g.ops}}
 
 
+def check_ranks(k, types: dict) -> None:
+    """Unsupported when the kernel reads or computes a value of rank > 2."""
+    for v in list(k.inputs) + [op.result for op in k.ops]:
+        if len(types[v].shape) > 2:
+            op = next((o for o in k.ops if o.result == v), None)
+            what = f"%{v} ({op.opcode})" if op is not None else f"%{v}"
+            raise Unsupported(f"{what} is {types[v]}, rank {len(types[v].shape)}; the Triton kernels walk "
+                              f"[B] and [B, width] rows (a sequence op runs on the XLA path)")
+
+
 def generate(graph: Graph, *, mode: str = "train", dtype: str = "fp32") -> Generation:
     """Kernel specs for every group of the graph. mode 'train': forward (dropout on, the
     matmul product saved), backward and fused loss kernels, and the optimizer update;
@@ -92,29 +106,38 @@ def generate(graph: Graph, *, mode: str = "train", dtype: str = "fp32") -> Gener
         wrt = [v for v in k.inputs if types[v].dtype == "f32" and v not in g.inputs] if train else []
         family = k.family
         is_matmul = any(op.opcode == "matmul" for op in k.ops)
+        made: list[KernelSpec] = []  # all of a group's kernels, or none (then it is skipped)
         try:
-            if is_matmul:
-                specs.append(matmul_fwd(f"{kname}_fwd", k.ops, inputs, k.outputs, types, consts=consts,
-                                        io=dtype, train=train, group=k.name))
+            check_ranks(k, types)
+            if family == "embedding_bag" or any(op.opcode == "embed_bag" for op in k.ops):
+                common = dict(consts=consts, io=dtype, train=train, group=k.name)
+                made = [bag_kernel(f"{kname}_fwd", k.ops, inputs, k.outputs, types, variant="fwd", **common)]
+                if train and wrt:
+                    made.append(bag_kernel(f"{kname}_bwd", k.ops, inputs, k.outputs, types, variant="bwd",
+                                           wrt=wrt, **common))
+            elif is_matmul:
+                made.append(matmul_fwd(f"{kname}_fwd", k.ops, inputs, k.outputs, types, consts=consts,
+                                       io=dtype, train=train, group=k.name))
                 if train:
                     eb = epilogue_bwd(f"{kname}_bwd", k.ops, inputs, k.outputs, types, wrt=wrt, consts=consts,
                                       io=dtype, train=train, group=k.name)
                     if eb is not None:
-                        specs.append(eb)
-                    need_matmul = True
+                        made.append(eb)
             elif family in ROW_FAMILIES or family in {op.opcode for op in k.ops}:
                 fam = family if family in ROW_FAMILIES else "elementwise"
                 common = dict(consts=consts, io=dtype, train=train, family=fam, group=k.name)
-                specs.append(tile_kernel(f"{kname}_fwd", k.ops, inputs, k.outputs, types, variant="fwd", **common))
+                made.append(tile_kernel(f"{kname}_fwd", k.ops, inputs, k.outputs, types, variant="fwd", **common))
                 if train and wrt:
-                    specs.append(tile_kernel(f"{kname}_bwd", k.ops, inputs, k.outputs, types, variant="bwd",
-                                             wrt=wrt, **common))
+                    made.append(tile_kernel(f"{kname}_bwd", k.ops, inputs, k.outputs, types, variant="bwd",
+                                            wrt=wrt, **common))
                     ends_in_loss = any(types[o].shape == () for o in k.outputs)
                     if ends_in_loss and any(types[v].shape[:1] == ("B",) for v in k.inputs):
-                        specs.append(tile_kernel(f"{kname}_fwd_bwd", k.ops, inputs, k.outputs, types,
-                                                 variant="fwd_bwd", wrt=wrt, **common))
+                        made.append(tile_kernel(f"{kname}_fwd_bwd", k.ops, inputs, k.outputs, types,
+                                                variant="fwd_bwd", wrt=wrt, **common))
             else:
-                skipped.append((k.name, f"family `{family}` has no Triton generator"))
+                raise Unsupported(f"family `{family}` has no Triton generator")
+            specs.extend(made)
+            need_matmul = need_matmul or (is_matmul and train)
         except Unsupported as e:
             skipped.append((k.name, str(e)))
     if need_matmul:

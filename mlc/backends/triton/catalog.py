@@ -157,6 +157,32 @@ def dropout(width: int = 53, rate: float = 0.3) -> Case:
     return _case(f"dropout_{width}", "elementwise", b, [y], [x])
 
 
+def embedding_bag(vocab: int = 11, width: int = 13, length: int = 7, mode: str = "sum",
+                  epilogue: bool = False) -> Case:
+    """An embedding bag over ragged bags (see `bag_lengths`), its weights differentiable too;
+    with `epilogue`, tanh(bag + bias) as well (the bag output stays an output of the group)."""
+    b = Builder("bag")
+    ids = b.input("ids", TensorType("i32", ("B", length)))
+    w = b.input("weights", TensorType("f32", ("B", length)))
+    table = b.param("table", (vocab, width), {"kind": "normal", "std": 0.1})
+    y = b.op("embed_bag", table, ids, w, mode=mode)
+    outs, wrt = [y], [table, w]
+    if epilogue:
+        bias = b.param("bias", (width,), {"kind": "zeros"})
+        outs.append(b.op("tanh", b.op("add", y, bias)))
+        wrt.append(bias)
+    name = f"embedding_bag_{mode}_{vocab}x{width}_L{length}" + ("_tanh" if epilogue else "")
+    return _case(name, "embedding_bag", b, outs, wrt, {"ids": ("bag_ids", vocab), "weights": "bag_weights"})
+
+
+def bag_lengths(rng, rows: int, length: int) -> np.ndarray:
+    """Ragged bag lengths: bag 0 empty, bag 1 fills all `length` slots (one huge bag), bag 2
+    repeats one id (see `draw`), the others hold up to 8."""
+    n = rng.integers(0, min(length, 8) + 1, rows)
+    n[:3] = [0, length, min(length, 4)][:rows]
+    return n
+
+
 # ---- values, references, interpreter runs -------------------------------------------------
 def shape_of(shape, rows: int) -> tuple[int, ...]:
     return tuple(rows if d == "B" else int(d) for d in shape)
@@ -165,11 +191,20 @@ def shape_of(shape, rows: int) -> tuple[int, ...]:
 def draw(case: Case, rows: int, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     out = {}
+    lengths = None
     for v in case.inputs:
         t = case.types[v]
         shape = shape_of(t.shape, rows)
         r = case.ranges.get(v)
-        if t.dtype == "i32":
+        if isinstance(r, tuple) and r[0] == "bag_ids" or r == "bag_weights":
+            # padding slots: id 0, weight 0; bag 2's ids all equal (repeated ids)
+            lengths = bag_lengths(rng, rows, shape[1]) if lengths is None else lengths
+            real = np.arange(shape[1])[None, :] < lengths[:, None]
+            x = rng.integers(0, r[1], shape) if r != "bag_weights" else rng.uniform(0.25, 2.0, shape)
+            if r != "bag_weights" and rows > 2:
+                x[2] = x[2, 0]
+            out[v] = np.where(real, x, 0).astype(np.int32 if t.dtype == "i32" else np.float32)
+        elif t.dtype == "i32":
             lo, hi = r if r else (0, 2)
             out[v] = rng.integers(lo, hi, shape).astype(np.int32)
         elif r == "labels01":

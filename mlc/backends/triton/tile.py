@@ -368,24 +368,12 @@ def tile_kernel(name: str, ops: list[Op], inputs: list[str], outputs: list[str],
             for a in args:
                 if a.role == "grad_output":
                     v = E.vals[a.value]
-                    seeds[a.value] = _load_grad(E, a, v)
+                    seeds[a.value] = load_grad(E, a, v)
         else:
             for v in scalar_outs:
                 seeds[v] = "dloss"
         adj = E.backward(ops, seeds, need)
-        s("# gradients of the inputs")
-        for v in wrt:
-            target = E.vals[v]
-            d = E.grad_ptrs[v]
-            atomic = next(a for a in args if a.name == d).zero_init
-            contribs = adj.get(v, [])
-            if not contribs:  # no path to it, or written already (scatter-add, concat windows)
-                if not atomic and target.kind == "tile":
-                    E.store(Val("0.0", "tile", target.width), d)
-                continue
-            parts = [E.reduce_to(c, target, interior=False) for c in contribs]
-            g = E.let(" + ".join(parts), f"d{ident(v)}")
-            E.store(Val(g, target.kind, target.width), d, atomic=atomic)
+        store_input_grads(E, args, wrt, adj)
 
     if E.uses_seed:
         args.append(KernelArg("seed", "i32", "seed"))
@@ -398,14 +386,31 @@ def tile_kernel(name: str, ops: list[Op], inputs: list[str], outputs: list[str],
         widths = [w for k, w in kinds.values() if k in ("tile", "col", "table")]
         constexprs["BLOCK_R"] = _block_r(widths, block_r)
         params.append("BLOCK_R: tl.constexpr")
-    doc = _doc(ops, variant)
+    doc = doc_line(ops, variant)
     source = HEADER + "\n\n" + function_text(name, params, E.s.text(), doc)
     return KernelSpec(name=name, family=family, variant=variant, source=source, args=args,
                       constexprs=constexprs, grid=("cdiv(n_rows, BLOCK_R)",) if has_rows else ("1",),
                       num_warps=num_warps, group=group, doc=doc)
 
 
-def _load_grad(E: Emitter, a: KernelArg, v: Val) -> str:
+def store_input_grads(E: Emitter, args: list[KernelArg], wrt: list[str], adj: dict[str, list]):
+    """Each wrt input's gradient (what E.backward left for it), reduced to its shape and stored."""
+    E.s("# gradients of the inputs")
+    for v in wrt:
+        target = E.vals[v]
+        d = E.grad_ptrs[v]
+        atomic = next(a for a in args if a.name == d).zero_init
+        contribs = adj.get(v, [])
+        if not contribs:  # no path to it, or written already (scatter-add, concat windows)
+            if not atomic and target.kind == "tile":
+                E.store(Val("0.0", "tile", target.width), d)
+            continue
+        parts = [E.reduce_to(c, target, interior=False) for c in contribs]
+        g = E.let(" + ".join(parts), f"d{ident(v)}")
+        E.store(Val(g, target.kind, target.width), d, atomic=atomic)
+
+
+def load_grad(E: Emitter, a: KernelArg, v: Val) -> str:
     name = f"g{ident(a.value)}_in"
     ptr = a.name
     if v.kind == "scalar":
@@ -419,7 +424,7 @@ def _load_grad(E: Emitter, a: KernelArg, v: Val) -> str:
     return name
 
 
-def _doc(ops: list[Op], variant: str) -> str:
+def doc_line(ops: list[Op], variant: str) -> str:
     body = "; ".join(f"%{op.result} = {op.opcode}({', '.join('%' + a for a in op.args)})" for op in ops)
     what = {"fwd": "forward", "bwd": "backward (recomputes the forward)",
             "fwd_bwd": "forward and the loss gradient in one pass"}[variant]
