@@ -89,22 +89,27 @@ def test_bag_forward_and_every_gradient(label, make, rows, io):
         _close(got[("grad_input", v)], ref_grads[v], BF16 if io == "bf16" else F32_SUM, f"{label} d%{v}")
 
 
-def test_bag_ids_follow_jnp_take():
+@pytest.mark.parametrize("mode", ["sum", "mean"])
+def test_bag_ids_and_weight_totals_follow_jax(mode):
     """As the gather kernel: a negative id counts from the end; an id out of range reads
-    NaN (its bag's row is NaN, as in JAX) and adds nothing to the table's gradient."""
-    case = C.embedding_bag(5, 3, 4, "sum")
-    values = C.draw(case, 4)
-    values["ids"] = np.array([[0, -1, 4, -5], [1, 5, 0, 0], [2, 2, -2, 0], [3, 0, 0, 0]], np.int32)
-    values["weights"] = np.array([[1, 2, 0.5, 1], [1, 1, 0, 0], [1, 1, 1, 0], [0, 0, 0, 0]], np.float32)
-    up = {case.outputs[0]: np.random.default_rng(0).normal(size=(4, 3)).astype(np.float32)}
+    NaN (its bag's row is NaN, as in JAX) and adds nothing to the table's gradient. A
+    mean over a weight total <= 0 divides by 1, as the reference does."""
+    case = C.embedding_bag(5, 3, 4, mode)
+    values = {"table": C.draw(case, 5)["table"],
+              "ids": np.array([[0, -1, 4, -5], [1, 5, 0, 0], [2, 2, -2, 0], [3, 1, 0, 0], [0, 0, 0, 0]], np.int32),
+              "weights": np.array([[1, 2, .5, 1], [1, 1, 0, 0], [1, -1, 1, 0], [-1, -.5, 0, 0], [0, 0, 0, 0]],
+                                  np.float32)}
+    up = {case.outputs[0]: np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)}
     ref_out, ref_grads = C.reference(case, values, up)
-    fwd = bag_kernel("bag_take_fwd", case.ops, case.inputs, case.outputs, case.types, block_l=2)
-    got = C.run(fwd, values, 4)[("output", case.outputs[0])]
-    assert np.isnan(got[1]).all() and not np.isnan(got[[0, 2, 3]]).any()
+    fwd = bag_kernel(f"bag_take_{mode}_fwd", case.ops, case.inputs, case.outputs, case.types, block_l=2)
+    got = C.run(fwd, values, 5)[("output", case.outputs[0])]
+    assert np.isnan(got[1]).all() and not np.isnan(got[[0, 2, 3, 4]]).any()
     _close(got, ref_out[case.outputs[0]], F32, "forward")
-    bwd = bag_kernel("bag_take_bwd", case.ops, case.inputs, case.outputs, case.types, variant="bwd",
-                     wrt=["table"], block_l=2)
-    _close(C.run(bwd, values, 4, upstream=up)[("grad_input", "table")], ref_grads["table"], F32, "scatter-add")
+    bwd = bag_kernel(f"bag_take_{mode}_bwd", case.ops, case.inputs, case.outputs, case.types, variant="bwd",
+                     wrt=case.wrt, block_l=2)
+    got = C.run(bwd, values, 5, upstream=up)
+    for v in case.wrt:  # d weights of the NaN bag is NaN in both
+        _close(got[("grad_input", v)], ref_grads[v], F32, f"d {v}")
 
 
 # ---- a program with a bag and a sequence branch -------------------------------------------
