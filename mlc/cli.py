@@ -3,6 +3,7 @@ never a traceback."""
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 from pathlib import Path
@@ -51,6 +52,7 @@ def check(program):
     from mlc.compile import frontend
     fe = frontend(program)
     r = fe.resolved
+    fe.print_warnings(lambda m: click.echo(m, err=True))
     click.echo(f"{program}: ok: {len(r.inputs)} inputs, {len(r.outputs)} outputs, "
               f"{fe.table.num_rows} rows ({', '.join(f'{k} {len(v)}' for k, v in fe.splits.items())})")
 
@@ -166,6 +168,9 @@ def predict(artifact, data_file, out_file):
     if missing:
         raise D.DataError(f"`{data_file}` lacks input column(s) {', '.join(missing)} that the model needs")
     cols = model.predict(table)
+    # A set output's label probabilities (dicts) and vector outputs (lists) as JSON text cells.
+    cols = {k: [json.dumps(v) for v in vs] if vs and isinstance(vs[0], (dict, list)) else vs
+            for k, vs in cols.items()}
     pacsv.write_csv(pa.table(cols), out_file)
     err.print(f"wrote {table.num_rows} predictions to {out_file}", markup=False)
 

@@ -2,7 +2,7 @@
 load and check the data, resolve defaults."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -24,6 +24,17 @@ class Frontend:
     resolved: spec.Resolved
     dropped_rows: int
     facts: dict  # column -> what check_data learned (distinct values, missing cells)
+    warnings: list = field(default_factory=list)  # Diagnostics of severity "warning"
+
+    def print_warnings(self, echo) -> None:
+        for w in self.warnings:
+            echo(w.render(self.checked.program.source))
+
+    @property
+    def data_quality(self) -> dict:
+        """Per column: cells that did not parse for its type and were treated as missing."""
+        return {name: {k: v for k, v in fact["bad_cells"].items() if k != "message"}
+                for name, fact in self.facts.items() if "bad_cells" in fact}
 
 
 def read_program(path: str | Path) -> tuple[str, str]:
@@ -44,6 +55,9 @@ def frontend(path: str | Path) -> Frontend:
     table = load_data(checked)
     facts = check_data(checked, table)
     outputs = [f.name for f in checked.program.outputs]
+    warnings = [Diagnostic(fact["bad_cells"]["message"], checked.features[name].type_span, file,
+                           severity="warning") for name, fact in facts.items() if "bad_cells" in fact]
+    table = _blank_bad_outputs(table, outputs, facts)
     table, dropped = D.drop_missing(table, outputs)
     split, _ = split_of(checked.data)
     splits = D.split_indices(table.num_rows, split, table)
@@ -58,4 +72,21 @@ def frontend(path: str | Path) -> Frontend:
         from mlc.ir.lower import lower
         from mlc.runtime import preprocess as P
         lower(resolved, P.fit(resolved, D.take(table, splits["train"]), facts))
-    return Frontend(checked, table, splits, resolved, dropped, facts)
+    return Frontend(checked, table, splits, resolved, dropped, facts, warnings)
+
+
+def _blank_bad_outputs(table: pa.Table, outputs: list[str], facts: dict) -> pa.Table:
+    """An output cell that does not parse for its type cannot be learned from: make it
+    missing, so its row is dropped (and counted) with the rows whose output is empty."""
+    import numpy as np
+    import pyarrow.compute as pc
+    for name in outputs:
+        rows = facts.get(name, {}).get("bad_rows")
+        if rows is None or not len(rows):
+            continue
+        mask = np.zeros(table.num_rows, bool)
+        mask[rows] = True
+        col = table.column(name)
+        blanked = pc.if_else(pa.array(mask), pa.scalar(None, col.type), col)
+        table = table.set_column(table.column_names.index(name), name, blanked)
+    return table

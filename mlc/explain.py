@@ -24,6 +24,7 @@ def _block(options: dict, reasons: dict, where: str, indent: str = "  ") -> list
     rows = []
     for key, value in options.items():
         text = (f"{key} = {value['patience']} on {value['metric']}" if key == "early_stop"
+                else f"{key} = auto" if value == "auto"  # resolved from the training split (max_len)
                 else f"{key} = {value_to_dml(value)}")
         rows.append((text, reasons.get(f"{where}.{key}", "")))
     width = max((len(t) for t, _ in rows), default=0)

@@ -10,8 +10,14 @@ from mlc.runtime import data as D
 
 def infer_type(col: pa.ChunkedArray, rows: int) -> tuple[str | None, str]:
     """(type, reason); type None means the column is left out."""
+    if pa.types.is_timestamp(col.type) or pa.types.is_date(col.type):
+        return "date", "dates"
     values = D.distinct(D.as_strings(col))
     numeric = pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
+    if not numeric and len(values) > 2:
+        guess = _looks_like(col, values)
+        if guess:
+            return guess
     if len(values) <= 1:
         return None, "a single value: nothing to learn from"
     if len(values) == 2:
@@ -21,6 +27,28 @@ def infer_type(col: pa.ChunkedArray, rows: int) -> tuple[str | None, str]:
     if len(values) > max(50, 0.5 * rows):
         return None, f"text with {len(values)} distinct values in {rows} rows: looks like an id or free text"
     return "category", f"text, {len(values)} distinct values"
+
+
+def _looks_like(col: pa.ChunkedArray, values: list[str]) -> tuple[str, str] | None:
+    """date, set or text for a text column that reads as one, else None."""
+    from mlc.runtime.types import cells, dates
+    fmt, share = dates.infer_format(col)
+    if share >= 0.95:
+        return "date", f"{share:.0%} of the cells read as dates ({fmt})"
+    strings = cells.strings(col)
+    present = max(1, len(strings) - strings.null_count)
+    sep = cells.infer_separator(strings, ("|", ";"))
+    if sep is not None:
+        flat, _, counts = cells.members(strings, sep)
+        labels = len(cells.count_values(flat)[0])
+        multi = float((counts > 1).sum()) / present
+        if multi >= 0.1 and labels <= max(50, 0.2 * len(flat)):
+            return "set", f"{multi:.0%} of the cells hold several of {labels} labels separated by `{sep}`"
+    from mlc.runtime.types import text
+    words = float(text.word_tokens(strings)[2].sum()) / present
+    if words >= 4 and len(values) > 0.5 * present:
+        return "text", f"free text: {words:.0f} words per cell, {len(values)} distinct cells"
+    return None
 
 
 def starter_program(path: Path, targets: list[str], program_path: Path | None = None) -> str:

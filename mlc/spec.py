@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-INPUT_TYPES = ("number", "binary", "category")
-OUTPUT_TYPES = ("number", "binary", "category")
+INPUT_TYPES = ("number", "binary", "category", "text", "set", "bag", "date", "vector", "sequence")
+OUTPUT_TYPES = ("number", "binary", "category", "set", "vector")
+# Cell separators tried, in order, when a set, bag, vector or sequence column does not name one.
+SEPARATORS = ("|", ";", ",", " ")
 
 # Metrics reported for each output type; the first is the one early stopping
 # and the summary lead with.
@@ -16,9 +18,11 @@ METRICS = {
     "binary": ("roc_auc", "accuracy", "f1", "loss"),
     "category": ("accuracy", "macro_f1", "loss"),
     "number": ("r2", "mae", "rmse", "loss"),
+    "set": ("jaccard", "f1_micro", "f1_macro", "loss"),
+    "vector": ("r2", "mae", "rmse", "loss"),
 }
 HIGHER_IS_BETTER = {"roc_auc": True, "accuracy": True, "f1": True, "macro_f1": True, "r2": True,
-                    "mae": False, "rmse": False, "loss": False}
+                    "jaccard": True, "f1_micro": True, "f1_macro": True, "mae": False, "rmse": False, "loss": False}
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,57 @@ NUMBER_OUTPUT = {
     "weight": OptionSpec(Scalar("float", 0.0), "weight of this output's loss"),
 }
 
+# ---- columns that are not tabular (runtime/types/ encodes each) ----------------------
+TEXT_ENCODERS = {
+    "bag": {"size": "int", "buckets": "int"},
+    "cnn": {"size": "int", "filters": "int", "widths": "int_list"},
+    "transformer": {"size": "int", "layers": "int", "heads": "int"},
+}
+TEXT_INPUT = {
+    "encoder": OptionSpec(Choice(TEXT_ENCODERS), "bag: mean of word and hashed word-bigram embeddings (fastText); "
+                          "cnn: convolutions over token embeddings, max-pooled; transformer: self-attention layers, "
+                          "mean-pooled"),
+    "tokenizer": OptionSpec(Choice({"word": {"vocab": "int", "min_count": "int"}, "bpe": {"vocab": "int"}}),
+                            "how text becomes tokens (Hugging Face `tokenizers`, learned on the training split)"),
+    "max_len": OptionSpec(Scalar("int", 1, auto=True), "tokens kept per cell; the rest are cut off"),
+}
+SEQUENCE_INPUT = {
+    "encoder": TEXT_INPUT["encoder"],
+    "separator": OptionSpec(Scalar("string"), "what separates the tokens of a cell (inferred when left out)"),
+    "min_count": OptionSpec(Scalar("int", 1), "tokens seen fewer times in training map to <unknown>"),
+    "max_len": TEXT_INPUT["max_len"],
+}
+SET_INPUT = {
+    "separator": OptionSpec(Scalar("string"), "what separates the labels of a cell (inferred when left out)"),
+    "encoder": OptionSpec(Choice({"sum": {"size": "int"}, "mean": {"size": "int"}}),
+                          "sum or mean of the members' learned vectors (an embedding bag)"),
+    "min_count": OptionSpec(Scalar("int", 1), "labels seen fewer times in training map to <unknown>"),
+}
+BAG_INPUT = {
+    "separator": SET_INPUT["separator"],
+    "encoder": OptionSpec(Choice({"sum": {"size": "int"}, "mean": {"size": "int"}}),
+                          "weighted sum or mean of the labels' learned vectors"),
+    "min_count": SET_INPUT["min_count"],
+}
+DATE_INPUT = {
+    "format": OptionSpec(Scalar("string"), "a strptime format such as \"%d/%m/%Y\" (inferred when left out)"),
+}
+VECTOR_INPUT = {
+    "separator": OptionSpec(Scalar("string"), "what separates the numbers of a cell (inferred when left out)"),
+    "normalize": OptionSpec(Choice({"zscore": {}, "none": {}}), "scaling of each component"),
+}
+SET_OUTPUT = {
+    "separator": SET_INPUT["separator"],
+    "loss": OptionSpec(Choice({"binary_cross_entropy": {}}), "training loss: one sigmoid per label"),
+    "weight": OptionSpec(Scalar("float", 0.0), "weight of this output's loss"),
+    "threshold": OptionSpec(Scalar("float", 0.0, 1.0), "a label is predicted when its probability reaches this"),
+}
+VECTOR_OUTPUT = {
+    "separator": VECTOR_INPUT["separator"],
+    "loss": OptionSpec(Choice({"mse": {}, "mae": {}}), "training loss, averaged over the components"),
+    "weight": OptionSpec(Scalar("float", 0.0), "weight of this output's loss"),
+}
+
 FEATURE_OPTIONS = {
     ("input", "number"): NUMBER_INPUT,
     ("input", "binary"): BINARY_INPUT,
@@ -80,6 +135,14 @@ FEATURE_OPTIONS = {
     ("output", "binary"): BINARY_OUTPUT,
     ("output", "category"): CATEGORY_OUTPUT,
     ("output", "number"): NUMBER_OUTPUT,
+    ("input", "text"): TEXT_INPUT,
+    ("input", "sequence"): SEQUENCE_INPUT,
+    ("input", "set"): SET_INPUT,
+    ("input", "bag"): BAG_INPUT,
+    ("input", "date"): DATE_INPUT,
+    ("input", "vector"): VECTOR_INPUT,
+    ("output", "set"): SET_OUTPUT,
+    ("output", "vector"): VECTOR_OUTPUT,
 }
 
 COMBINERS = ("concat",)

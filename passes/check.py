@@ -29,6 +29,12 @@ ARG_BOUNDS = {
     "warmup": (0, 1, False, False),
     "label_smoothing": (0, 1, False, True),
     "delta": (0, None, True, False),
+    "buckets": (0, 1 << 24, False, False),
+    "filters": (1, None, False, False),
+    "layers": (1, None, False, False),
+    "heads": (1, None, False, False),
+    "vocab": (1, None, False, False),
+    "min_count": (1, None, False, False),
 }
 
 
@@ -68,7 +74,10 @@ def check(program: ast.Program) -> Checked:
 
     for f in program.features:
         types = spec.INPUT_TYPES if f.role == "input" else spec.OUTPUT_TYPES
-        if f.type not in types:
+        if f.type not in types and f.role == "output" and f.type in spec.INPUT_TYPES:
+            c.error(f"a `{f.type}` column can be an input, not an output", f.type_span,
+                    "outputs are " + ", ".join(f"`{t}`" for t in spec.OUTPUT_TYPES))
+        elif f.type not in types:
             c.error(f"unknown {f.role} type `{f.type}`", f.type_span, did_you_mean(f.type, types))
         first = features.get(f.name)
         if first is not None:
@@ -85,6 +94,7 @@ def check(program: ast.Program) -> Checked:
             where = f"{f.role}.{f.name}"
             table = spec.FEATURE_OPTIONS[(f.role, f.type)]
             options[where] = _check_options(c, f.options, table, f"{f.type} {f.role}s", where, spans)
+            _check_encoder(c, options[where].get("encoder"), spans.get(f"{where}.encoder"))
 
     if not program.inputs:
         c.error("the program declares no `input`", Span(1, 1), "add a line such as `input age : number`")
@@ -120,6 +130,16 @@ def check(program: ast.Program) -> Checked:
     if c.diags:
         raise MlcError(c.diags, program.source)
     return Checked(program, data, features, options, spans, combiner, blocks, block_args)
+
+
+def _check_encoder(c: _Collector, enc: dict | None, span: Span | None):
+    """Arguments of an encoder that must agree with each other."""
+    if not enc or enc.get("name") != "transformer":
+        return
+    size, heads = enc.get("size", 64), enc.get("heads", 4)
+    if size % heads:
+        c.error(f"a transformer of size {size} cannot split into {heads} heads", span,
+                f"make `size` a multiple of `heads`, such as size = {heads * max(1, round(size / heads))}")
 
 
 def _check_data(c: _Collector) -> ast.Data | None:
@@ -195,7 +215,7 @@ def _convert(c, v: ast.Value, form, key: str):
                     c.error(f"argument `{a.key}` is given twice", a.span)
                     ok = False
                     continue
-                got = _scalar(c, a.value, spec.Scalar(kinds[a.key]), a.key)
+                got = _scalar(c, a.value, spec.Scalar(kinds[a.key], 1 if kinds[a.key] == "int_list" else None), a.key)
                 if got is not None and not _in_bounds(c, a, got):
                     got = None
                 if got is None:
@@ -238,6 +258,9 @@ def _scalar(c, v: ast.Value, form: spec.Scalar, key: str):
         return "auto"
     if form.kind == "string":
         if isinstance(v, ast.Str):
+            if key == "separator" and not v.value:
+                c.error("`separator` cannot be empty", v.span, 'write one, such as `separator = "|"`')
+                return None
             return v.value
         if isinstance(v, (ast.Num, ast.Name)):
             return v.value if isinstance(v, ast.Name) else _fmt(v.value)  # `positive = yes` / `= 1`

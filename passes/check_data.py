@@ -7,14 +7,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from mlc.diagnostics import Diagnostic, MlcError, did_you_mean
 from mlc.grammar import ast
 from mlc.runtime import data as D
+from mlc.runtime import types as T
 
 from .check import Checked
 
+# A column may hold this share of cells that do not parse for its type (they become
+# missing, with a warning); more is an error: the type is probably wrong.
+MAX_BAD_SHARE = 0.01
 POSITIVE_WORDS = ("1", "true", "yes", "y", "t", "positive", "pos")
 SPLIT_VALUES = ("train", "validation", "test")
 
@@ -75,7 +80,16 @@ def check_data(checked: Checked, table: pa.Table) -> dict[str, dict]:
             try:
                 D.as_numbers(col)
             except D.DataError as e:
-                error(f"column `{f.name}` is declared `number` but {e.message}", f.type_span, e.hint)
+                bad = D.unparsable_numbers(col)
+                if bad is None:  # not a text problem (an infinite value)
+                    error(f"column `{f.name}` is declared `number` but {e.message}", f.type_span, e.hint)
+                    continue
+                fact["bad"] = bad
+        elif f.type in T.INPUTS or (f.role == "output" and f.type in T.OUTPUTS):
+            try:
+                fact.update(T.inspect(f.role, f.type, col, checked.options.get(f"{f.role}.{f.name}", {})))
+            except D.DataError as e:
+                error(f"column `{f.name}` is declared `{f.type}` but {e.message}", f.type_span, e.hint)
                 continue
         elif f.type in ("binary", "category"):
             values = D.distinct(D.as_strings(col))
@@ -94,10 +108,40 @@ def check_data(checked: Checked, table: pa.Table) -> dict[str, dict]:
                 continue
             if f.type == "binary" and f.role == "output":
                 fact["positive"] = _positive(checked, f, values, error)
+        if fact.get("bad") is not None and fact["bad"].any():
+            if not _bad_cells(f, col, fact, table.num_rows, error):
+                continue
         facts[f.name] = fact
     if diags:
         raise MlcError(diags, prog.source)
     return facts
+
+
+def _bad_cells(f: ast.Feature, col, fact: dict, rows: int, error) -> bool:
+    """Cells that do not parse for the column's type: up to 1% become missing (recorded in
+    fact["bad_cells"] for the warning and report.json); more is an error. False on error."""
+    where = np.flatnonzero(fact.pop("bad"))
+    texts = D.as_strings(col.take(pa.array(where[:3], type=pa.int64())))
+    examples = [{"row": int(i) + 1, "line": int(i) + 2, "value": v} for i, v in zip(where[:3], texts)]
+    shown = ", ".join(f"{_quote(e['value'])} (line {e['line']})" for e in examples)
+    share = len(where) / max(rows, 1)
+    if share > MAX_BAD_SHARE:
+        error(f"column `{f.name}` is declared `{f.type}` but {len(where)} of {rows} cells ({share:.1%}) "
+              f"do not read as one, such as {shown}", f.type_span, _BAD_HINTS.get(f.type))
+        return False
+    fact["bad_rows"] = where
+    fact["bad_cells"] = {"count": int(len(where)), "share": share, "examples": examples,
+                         "message": f"{len(where)} cell{'s' if len(where) > 1 else ''} of `{f.name}` "
+                                    f"do not read as `{f.type}` and are treated as missing: {shown}"}
+    return True
+
+
+_BAD_HINTS = {
+    "number": "declare it as `category`, or clean the column",
+    "date": 'give the format, such as `{ format = "%d/%m/%Y" }`, or clean the column',
+    "vector": "every cell needs the same count of numbers",
+    "bag": "write items as `label:weight`, such as `red:2 blue:1`",
+}
 
 
 def _quote(value: str) -> str:

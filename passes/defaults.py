@@ -12,6 +12,7 @@ from mlc.grammar import ast
 
 from .check import Checked
 from .check_blocks import param_kind
+from .defaults_columns import encoded_width, encoder_macs, input_options, output_options, output_width
 
 
 def resolve(checked: Checked, facts: dict[str, dict], n_train: int) -> spec.Resolved:
@@ -54,6 +55,10 @@ def resolve(checked: Checked, facts: dict[str, dict], n_train: int) -> spec.Reso
             opts["min_count"] = pick(where, given, "min_count", 1 if k <= 50 else 3,
                                      "few values: keep each" if k <= 50 else
                                      f"{k} values: values seen under 3 times share the <unknown> vector")
+        elif f.role == "input" and f.type not in ("number", "binary"):
+            opts = input_options(f.type, where, given, fact, pick)
+        elif f.role == "output" and f.type in ("set", "vector"):
+            opts = output_options(f.type, where, given, fact, pick)
         elif f.role == "output":
             if f.type == "binary":
                 opts["loss"] = pick(where, given, "loss", {"name": "binary_cross_entropy"},
@@ -115,7 +120,8 @@ def resolve(checked: Checked, facts: dict[str, dict], n_train: int) -> spec.Reso
         # Bound the work, so a large or wide table still trains in well under a minute on
         # two cores (about 20 GFLOP/s there): at most 6e11 FLOPs, 6 per weight per row.
         layers = combiner["options"].get("layers", [256, 256])  # a block: assume the default's size
-        flops_per_row = 6 * _dense_weights(inputs, layers, outputs, facts)
+        flops_per_row = 6 * (_dense_weights(inputs, layers, outputs, facts)
+                             + sum(encoder_macs(f, facts.get(f["name"], {})) for f in inputs))
         budget_rows = 6e11 / flops_per_row
         by_rows = max(5, round(budget_rows / max(n_train, 1)))
         epochs = int(min(by_steps, by_rows))
@@ -189,13 +195,16 @@ def _dense_weights(inputs: list[dict], layers: list[int], outputs: list[dict], f
             width += 2 + (enc.get("bins", 0) if enc.get("name") == "ple" else 0)
         elif f["type"] == "binary":
             width += 1
-        else:
+        elif f["type"] == "category":
             width += enc.get("size") or len(facts.get(f["name"], {}).get("values", [])) + 1
+        else:
+            width += encoded_width(f, facts.get(f["name"], {}))
     total = 0
     for layer in layers:
         total += width * layer
         width = layer
-    return total + width * sum(len(facts.get(o["name"], {}).get("values", [0])) for o in outputs)
+    return total + width * sum(output_width(o, facts.get(o["name"], {})) if o["type"] in ("set", "vector")
+                               else len(facts.get(o["name"], {}).get("values", [0])) for o in outputs)
 
 
 def _fill_args(value: dict, defaults: dict[str, dict]):

@@ -173,6 +173,34 @@ def as_numbers(col: pa.ChunkedArray) -> np.ndarray:
     return out
 
 
+def unparsable_numbers(col: pa.ChunkedArray) -> np.ndarray | None:
+    """A mask of the cells of a text column that are not numbers (None when the column
+    is numeric, so its problem is something else)."""
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or pa.types.is_dictionary(col.type)):
+        return None
+    bad = np.zeros(len(col), bool)
+    for i, t in enumerate(as_strings(col)):
+        if t is not None and t.strip():
+            try:
+                float(t.strip().replace(",", ""))
+            except ValueError:
+                bad[i] = True
+    return bad
+
+
+def as_numbers_lenient(col: pa.ChunkedArray) -> np.ndarray:
+    """as_numbers, with cells that are not numbers as NaN (missing): for training data
+    whose bad cells the checks have already counted and reported."""
+    try:
+        return as_numbers(col)
+    except DataError:
+        bad = unparsable_numbers(col)
+        if bad is None:
+            raise
+        texts = as_strings(col)
+        return as_numbers(pa.chunked_array([pa.array([None if b else t for t, b in zip(texts, bad)], pa.string())]))
+
+
 def distinct(values: list[str | None]) -> list[str]:
     return sorted({v for v in values if v is not None})
 

@@ -68,3 +68,31 @@ def regression_loss(y: np.ndarray, pred: np.ndarray, loss: dict) -> float:
         return float(np.abs(err).mean())
     d, a = loss["delta"], np.abs(err)
     return float(np.where(a <= d, 0.5 * err ** 2, d * (a - 0.5 * d)).mean())
+
+
+def set_metrics(y: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict:
+    """Multi-label metrics on [rows, labels] 0/1 targets: jaccard (per row, averaged; a row
+    with no true and no predicted label counts 1), micro and macro F1 (over the labels that
+    occur in y or the predictions, as scikit-learn's), and the loss (sum of the per-label
+    binary cross-entropies, as in training)."""
+    truth, pred = y > 0.5, probs >= threshold
+    inter, union = (truth & pred).sum(1), (truth | pred).sum(1)
+    jaccard = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+    tp, fp, fn = (truth & pred).sum(0), (~truth & pred).sum(0), (truth & ~pred).sum(0)
+    used = (truth | pred).any(0)
+    macro = [_f1(int(a), int(b), int(c)) for a, b, c, u in zip(tp, fp, fn, used) if u]
+    pc = np.clip(probs, 1e-7, 1 - 1e-7)
+    loss = -(truth * np.log(pc) + ~truth * np.log(1 - pc)).sum(1)
+    return {"jaccard": float(jaccard.mean()), "f1_micro": _f1(int(tp.sum()), int(fp.sum()), int(fn.sum())),
+            "f1_macro": float(np.mean(macro)) if macro else 0.0, "loss": float(loss.mean())}
+
+
+def vector_metrics(y: np.ndarray, pred: np.ndarray) -> dict:
+    """r2 averaged over the components (scikit-learn's uniform average), mae and rmse over
+    every number."""
+    err = pred - y
+    ss_tot = ((y - y.mean(0)) ** 2).sum(0)
+    r2 = 1 - (err ** 2).sum(0) / np.where(ss_tot > 0, ss_tot, np.nan)
+    return {"r2": float(np.nanmean(r2)) if np.isfinite(r2).any() else float("nan"),
+            "mae": float(np.abs(err).mean()), "rmse": float(np.sqrt((err ** 2).mean()))}
+

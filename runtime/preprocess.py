@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from mlc import spec
 from mlc.runtime import data as D
+from mlc.runtime import types as T
 
 
 def _smooth_clip(x: np.ndarray) -> np.ndarray:
@@ -66,7 +67,9 @@ def fit(resolved: spec.Resolved, train: pa.Table, facts: dict | None = None) -> 
     for f in resolved.inputs:
         col, opts = train.column(f["name"]), f["options"]
         if f["type"] == "number":
-            state["inputs"][f["name"]] = _fit_number(D.as_numbers(col), opts)
+            state["inputs"][f["name"]] = _fit_number(D.as_numbers_lenient(col), opts)
+        elif f["type"] in T.INPUTS:
+            state["inputs"][f["name"]] = T.fit_input(f, col)
         elif f["type"] == "binary":
             state["inputs"][f["name"]] = {"values": D.distinct(D.as_strings(col))}
         else:
@@ -77,7 +80,9 @@ def fit(resolved: spec.Resolved, train: pa.Table, facts: dict | None = None) -> 
             state["inputs"][f["name"]] = {"vocab": vocab}
     for f in resolved.outputs:
         col = train.column(f["name"])
-        if f["type"] == "binary":
+        if f["type"] in T.OUTPUTS:
+            state["outputs"][f["name"]] = T.fit_output(f, col)
+        elif f["type"] == "binary":
             hits = np.array([t == f["options"]["positive"] for t in D.as_strings(col)])
             state["outputs"][f["name"]] = {"positive": f["options"]["positive"],
                                            "values": (facts or {}).get(f["name"], {}).get("values"),
@@ -88,13 +93,13 @@ def fit(resolved: spec.Resolved, train: pa.Table, facts: dict | None = None) -> 
             priors = [(sum(t == c for t in texts) + 1) / (len(texts) + len(classes)) for c in classes]
             state["outputs"][f["name"]] = {"classes": classes, "priors": priors}
         else:
-            y = D.as_numbers(col)
+            y = D.as_numbers_lenient(col)
             state["outputs"][f["name"]] = {"mean": float(np.nanmean(y)), "std": float(np.nanstd(y)) or 1.0}
     return state
 
 
 def input_width(resolved: spec.Resolved, state: dict) -> int:
-    """Width of the dense block of number and binary inputs."""
+    """Width of the dense block of number, binary, date and vector inputs."""
     width = 0
     for f in resolved.inputs:
         st = state["inputs"][f["name"]]
@@ -102,10 +107,15 @@ def input_width(resolved: spec.Resolved, state: dict) -> int:
             width += 1 + max(0, len(st["edges"]) - 1) + int(st["indicator"])
         elif f["type"] == "binary":
             width += 1
+        elif f["type"] in T.DENSE:
+            width += T.dense_width(f, st)
     return width
 
 
-def encode_inputs(resolved: spec.Resolved, state: dict, table: pa.Table) -> dict[str, np.ndarray]:
+def encode_inputs(resolved: spec.Resolved, state: dict, table: pa.Table,
+                  lenient: bool = False) -> dict[str, np.ndarray]:
+    """lenient: text in a number column is missing (training data, whose bad cells the checks
+    counted and reported); otherwise it is an error naming the column (rows sent to a model)."""
     n = table.num_rows
     dense = [np.zeros((n, 0))]
     out: dict[str, np.ndarray] = {}
@@ -113,7 +123,7 @@ def encode_inputs(resolved: spec.Resolved, state: dict, table: pa.Table) -> dict
         st, col = state["inputs"][f["name"]], table.column(f["name"])
         if f["type"] == "number":
             try:
-                values = D.as_numbers(col)
+                values = D.as_numbers_lenient(col) if lenient else D.as_numbers(col)
             except D.DataError as e:  # rows sent to a deployed model: name the column
                 raise D.DataError(f"column `{f['name']}` is a number input but {e.message}", e.hint) from None
             dense.append(_encode_number(values, st))
@@ -122,6 +132,12 @@ def encode_inputs(resolved: spec.Resolved, state: dict, table: pa.Table) -> dict
             vals = st["values"]
             code = {v: (-1.0 if i == 0 else 1.0) for i, v in enumerate(vals)} if len(vals) == 2 else {}
             dense.append(np.array([[code.get(t, 0.0)] for t in texts]).reshape(n, 1))
+        elif f["type"] in T.INPUTS:
+            encoded = T.encode_input(f, st, col)
+            if isinstance(encoded, dict):
+                out.update(encoded)
+            else:
+                dense.append(encoded)
         else:
             index = {v: i + 1 for i, v in enumerate(st["vocab"])}  # 0 is <unknown>
             out[f"cat_{f['name']}"] = np.array([index.get(t, 0) for t in D.as_strings(col)], dtype=np.int32)
@@ -133,13 +149,15 @@ def encode_targets(resolved: spec.Resolved, state: dict, table: pa.Table) -> dic
     out = {}
     for f in resolved.outputs:
         st, col = state["outputs"][f["name"]], table.column(f["name"])
-        if f["type"] == "binary":
+        if f["type"] in T.OUTPUTS:
+            out[f"y_{f['name']}"] = T.encode_target(f, st, col)
+        elif f["type"] == "binary":
             out[f"y_{f['name']}"] = np.array([t == st["positive"] for t in D.as_strings(col)], dtype=np.float32)
         elif f["type"] == "category":
             index = {v: i for i, v in enumerate(st["classes"])}
             out[f"y_{f['name']}"] = np.array([index.get(t, 0) for t in D.as_strings(col)], dtype=np.int32)
         else:
-            y = D.as_numbers(col)
+            y = D.as_numbers_lenient(col)
             out[f"y_{f['name']}"] = ((y - st["mean"]) / st["std"]).astype(np.float32)
     return out
 
@@ -149,7 +167,9 @@ def decode_outputs(resolved: spec.Resolved, state: dict, raw: dict[str, np.ndarr
     cols: dict[str, list] = {}
     for f in resolved.outputs:
         st, r = state["outputs"][f["name"]], np.asarray(raw[f["name"]], dtype=np.float64)
-        if f["type"] == "binary":
+        if f["type"] in T.OUTPUTS:
+            cols.update(T.decode_output(f, st, r.reshape(len(r), -1)))
+        elif f["type"] == "binary":
             others = [v for v in (st.get("values") or []) if v != st["positive"]]
             negative = others[0] if others else f"not {st['positive']}"
             cols[f["name"]] = [st["positive"] if p >= 0.5 else negative for p in r]

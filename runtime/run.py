@@ -27,12 +27,13 @@ def run(path: str | Path, out_dir: str | Path, seed: int = 0, progress=None, log
     r = fe.resolved
     tables = {s: D.take(fe.table, fe.splits[s]) for s in SPLITS}
     timings["load_and_check"] = time.perf_counter() - t_start
+    fe.print_warnings(log)
     if fe.dropped_rows:
-        log(f"note: dropped {fe.dropped_rows} rows whose output is empty")
+        log(f"note: dropped {fe.dropped_rows} rows whose output is empty or unreadable")
 
     t = time.perf_counter()
     state = P.fit(r, tables["train"], fe.facts)
-    encoded = {s: (P.encode_inputs(r, state, tables[s]), P.encode_targets(r, state, tables[s])) for s in SPLITS}
+    encoded = {s: (P.encode_inputs(r, state, tables[s], lenient=True), P.encode_targets(r, state, tables[s])) for s in SPLITS}
     # Train the optimized graph: simplified, CSE'd, dead code removed, kernel groups marked.
     graph, _ = optimize(lower(r, state))
     verify(graph)
@@ -61,6 +62,7 @@ def run(path: str | Path, out_dir: str | Path, seed: int = 0, progress=None, log
         "metrics": metrics,
         "rows": {s: int(len(fe.splits[s])) for s in SPLITS},
         "dropped_rows": fe.dropped_rows,
+        "data_quality": fe.data_quality,
         "training": {"epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
                      "steps": result.steps, "batch_size": r.train["batch_size"], "kernels": kernels,
                      "early_stop": r.train["early_stop"],

@@ -57,6 +57,15 @@ def output_metrics(resolved: spec.Resolved, preds: dict, targets: dict, state: d
             out[f["name"]] = M.binary_metrics(y, p[:, 0])
         elif f["type"] == "category":
             out[f["name"]] = M.category_metrics(y, p)
+        elif f["type"] == "set":
+            out[f["name"]] = M.set_metrics(y, p, f["options"]["threshold"])
+        elif f["type"] == "vector":
+            st = state["outputs"][f["name"]]
+            mean, std = np.asarray(st["mean"]), np.asarray(st["std"])
+            out[f["name"]] = M.vector_metrics(y * std + mean, p * std + mean)
+            err = p - y
+            out[f["name"]]["loss"] = float((err ** 2).mean() if f["options"]["loss"]["name"] == "mse"
+                                           else np.abs(err).mean())
         else:
             st = state["outputs"][f["name"]]
             out[f["name"]] = M.number_metrics(y * st["std"] + st["mean"], p[:, 0] * st["std"] + st["mean"])

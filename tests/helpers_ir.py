@@ -76,6 +76,10 @@ def random_values(graph: Graph, seed: int = 0, batch: int = 5) -> tuple[dict, di
         shape = tuple(_dim(d, batch) for d in t.shape)
         if t.dtype == "i32":
             inputs[name] = rng.integers(0, index_range.get(name, 2), shape).astype(np.int32)
+        elif name.startswith("mask"):
+            inputs[name] = (rng.random(shape) < 0.7).astype(np.float32)  # token masks: 0 or 1
+        elif name.startswith("bagw") or name.startswith("w_bag"):
+            inputs[name] = rng.random(shape).astype(np.float32)  # bag weights: positive
         elif name.startswith("y_"):
             inputs[name] = rng.integers(0, 2, shape).astype(np.float32)  # binary targets (also fine for numbers)
         else:
@@ -89,7 +93,7 @@ def _index_ranges(graph: Graph) -> dict:
     for op in graph.ops:
         for i, a in enumerate(op.args):
             if a in graph.inputs and graph.inputs[a].dtype == "i32":
-                if op.opcode == "gather" and i == 1:
+                if op.opcode in ("gather", "embed_bag") and i == 1:
                     k = graph.type_of(op.args[0]).shape[0]
                 elif op.opcode == "one_hot":
                     k = op.attrs["depth"]

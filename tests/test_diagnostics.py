@@ -127,7 +127,7 @@ def test_unknown_input_type(tmp_path):
 def test_unknown_output_type(tmp_path):
     r = check(tmp_path, HEAD + "input age : number\noutput survived : regression\n")
     assert r.first == "prog.dml:3:19: error: unknown output type `regression`"
-    assert r.hint == "expected one of: `binary`, `category`, `number`"
+    assert r.hint == "expected one of: `binary`, `category`, `number`, `set`, `vector`"
 
 
 def test_unknown_option(tmp_path):
@@ -355,8 +355,8 @@ def test_binary_number_column_suggests_number(tmp_path):
 
 def test_number_column_with_text(tmp_path):
     r = check(tmp_path, HEAD + "input note : number\noutput survived : binary\n")
-    assert r.first == ('prog.dml:2:14: error: column `note` is declared `number` '
-                       'but holds text such as "oops" (row 3)')
+    assert r.first == ('prog.dml:2:14: error: column `note` is declared `number` but 4 of 20 cells (20.0%) '
+                       'do not read as one, such as `oops` (line 4), `oops` (line 9), `oops` (line 14)')
     assert r.hint == "declare it as `category`, or clean the column"
 
 

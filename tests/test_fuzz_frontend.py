@@ -58,8 +58,14 @@ def choice_value(draw, form: spec.Choice) -> list[str]:
         return [name]
     toks = [name, "("]
     for i, k in enumerate(keys):
+        toks += ([","] if i else []) + [k, "="]
+        if kinds[k] == "int_list":
+            toks += ["[", *",".join(str(w) for w in draw(st.lists(st.integers(1, 7), min_size=1, max_size=3))), "]"]
+            continue
         value = draw(st.integers(1, 64)) if kinds[k] == "int" else draw(unit_floats)
-        toks += ([","] if i else []) + [k, "=", number_text(value)]
+        if k in ("heads", "size") and "heads" in kinds:  # a transformer's size is a multiple of its heads
+            value = draw(st.sampled_from([1, 2, 4])) if k == "heads" else 4 * draw(st.integers(1, 16))
+        toks.append(number_text(value))
     if keys and draw(st.booleans()):
         toks.append(",")  # a trailing comma is allowed
     return toks + [")"]
@@ -132,7 +138,8 @@ def programs(draw):
     for c in inputs + outputs:
         role = "input" if c in inputs else "output"
         table = spec.FEATURE_OPTIONS[(role, types[c])]
-        stmts.append([role, c, ":", types[c], *draw(options_block(table, ["no", "yes"]))])
+        strings = {"date": ["%Y-%m-%d"], "set": ["|"], "bag": ["|"], "sequence": ["|"], "vector": ["|"]}
+        stmts.append([role, c, ":", types[c], *draw(options_block(table, strings.get(types[c], ["no", "yes"])))])
     if draw(st.booleans()):
         stmts.append(["combiner", "concat", *draw(options_block(spec.COMBINER_OPTIONS, []))])
     if draw(st.booleans()):
@@ -160,6 +167,16 @@ def layout(tokens: list[str], seps: list[str]) -> str:
     return "".join(out)
 
 
+CELLS = {  # a generated cell of each type beyond the tabular three, for row i
+    "text": lambda i: f"the {('red', 'blue', 'green')[i % 3]} fox number {i % 5}",
+    "sequence": lambda i: f"x|y{i % 3}|z",
+    "set": lambda i: f"a{i % 3}|b",
+    "bag": lambda i: f"a:{i % 4}|b:1",
+    "date": lambda i: f"2021-{1 + i % 12:02d}-{1 + i % 28:02d}",
+    "vector": lambda i: f"{i % 5}|{i % 7}|1",
+}
+
+
 def table_for(types: dict[str, str], split_col: str | None, rows: int = 40) -> pa.Table:
     cols = {}
     for c, t in types.items():
@@ -167,6 +184,8 @@ def table_for(types: dict[str, str], split_col: str | None, rows: int = 40) -> p
             cols[c] = pa.array([float(i * 7 % 13) + 0.5 for i in range(rows)])
         elif t == "binary":
             cols[c] = pa.array(["no", "yes"] * (rows // 2))
+        elif t in CELLS:
+            cols[c] = pa.array([CELLS[t](i) for i in range(rows)])
         else:
             cols[c] = pa.array([("a", "b", "c")[i % 3] for i in range(rows)])
     if split_col is not None:

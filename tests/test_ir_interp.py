@@ -66,6 +66,23 @@ def _case(opcode):
     elif opcode == "const":
         b.output("i", b.op("const", value=[1, 2], dtype="i32"))
         out = b.op("add", x, b.op("const", value=[0.5, -1.0, 2.0, 0.0, 3.25]))
+    elif opcode == "embed_bag":  # both modes; a row of zero weights is an empty bag
+        table = b.param("table", (7, 3), {"kind": "normal", "std": 1.0})
+        ids, w = b.input("ids", TensorType("i32", ("B", 4))), b.input("w_bag", TensorType("f32", ("B", 4)))
+        out = b.op("concat", b.op("embed_bag", table, ids, w, mode="sum"),
+                   b.op("embed_bag", table, ids, w, mode="mean"), axis=1)
+    elif opcode in ("conv1d", "masked_max", "masked_mean", "attention"):
+        seq = b.input("seq", TensorType("f32", ("B", 6, 4)))
+        mask = b.input("mask", TensorType("f32", ("B", 6)))
+        if opcode == "conv1d":
+            h = b.op("conv1d", seq, b.param("w", (3, 4, 5), {"kind": "glorot"}))
+        elif opcode == "attention":
+            h = b.op("attention", seq, b.op("scale", seq, factor=0.5), seq, mask, heads=2)
+        else:
+            h = seq
+        out = b.op("masked_mean" if opcode != "masked_max" else "masked_max", h, mask)
+    elif opcode in ("multi_bce", "vec_squared_error", "vec_abs_error"):
+        out = b.op(opcode, _f32(b, "p", 3), _f32(b, "y_t", 3))
     else:
         raise AssertionError(f"no test case for op {opcode}: add one")
     b.output("out", out)
@@ -173,7 +190,8 @@ def _directional_check(g, params, inputs, wrt, seed=0, eps=1e-6, n_dirs=3):
         grads = jax.grad(lambda p: fn(p, inputs)["loss"])(params)
         base = params
     else:
-        names = [n for n, t in g.inputs.items() if t.dtype == "f32" and n != "wt"]
+        # masks select positions (a step function): not differentiated
+        names = [n for n, t in g.inputs.items() if t.dtype == "f32" and n != "wt" and not n.startswith("mask")]
         grads = jax.grad(lambda x: fn(params, {**inputs, **x})["loss"])({n: inputs[n] for n in names})
         base = {n: inputs[n] for n in names}
     rng = np.random.default_rng(seed)

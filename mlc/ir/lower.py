@@ -12,6 +12,7 @@ from mlc import spec
 from mlc.runtime.preprocess import input_width
 
 from .blocks import lower_block
+from .encoders import lower_column
 from .graph import Builder, Graph, TensorType
 
 
@@ -29,6 +30,11 @@ def lower(r: spec.Resolved, state: dict, name: str = "model") -> Graph:
         parts.append(b.input("x_num", TensorType("f32", ("B", dense_width))))
         width += dense_width
     for f in r.inputs:
+        if f["type"] in ("text", "sequence", "set", "bag"):
+            value, w = lower_column(b, f, state["inputs"][f["name"]])
+            parts.append(value)
+            width += w
+            continue
         if f["type"] != "category":
             continue
         vocab = len(state["inputs"][f["name"]]["vocab"]) + 1  # + <unknown>
@@ -64,8 +70,22 @@ def lower(r: spec.Resolved, state: dict, name: str = "model") -> Graph:
     for f in r.outputs:
         name, opts, st = f["name"], f["options"], state["outputs"][f["name"]]
         y_type = TensorType("i32", ("B",)) if f["type"] == "category" else TensorType("f32", ("B",))
+        if f["type"] == "set":
+            y_type = TensorType("f32", ("B", len(st["labels"])))
+        elif f["type"] == "vector":
+            y_type = TensorType("f32", ("B", st["size"]))
         y = b.input(f"y_{name}", y_type)
-        if f["type"] == "binary":
+        if f["type"] == "set":
+            k = len(st["labels"])
+            out = _dense(b, h, width, k, f"head.{name}",
+                         {"kind": "const", "values": [math.log(p / (1 - p)) for p in st["priors"]]})
+            b.output(f"pred.{name}", b.op("sigmoid", out))
+            per_row = b.op("multi_bce", out, y)
+        elif f["type"] == "vector":
+            out = _dense(b, h, width, st["size"], f"head.{name}")
+            b.output(f"pred.{name}", out)
+            per_row = b.op("vec_squared_error" if opts["loss"]["name"] == "mse" else "vec_abs_error", out, y)
+        elif f["type"] == "binary":
             prior = st.get("prior", 0.5)
             logit = math.log(prior / (1 - prior))
             out = _dense(b, h, width, 1, f"head.{name}", {"kind": "const", "values": [logit]})
