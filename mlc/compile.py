@@ -66,7 +66,7 @@ def frontend(path: str | Path) -> Frontend:
             raise MlcError(Diagnostic(f"the {name} split is empty ({table.num_rows} rows in all)",
                                       checked.data.span, file, "use more rows or a larger share"), source)
     resolved = resolve(checked, facts, len(splits["train"]))
-    if resolved.combiner.get("block"):
+    if resolved.combiner.get("block") or any(f["options"].get("encoder", {}).get("block") for f in resolved.inputs):
         # Shapes in a block depend on the data's widths: lower it once now so that
         # `mlc check` reports shape errors at the block's lines (cheap: no training).
         from mlc.ir.lower import lower

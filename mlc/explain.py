@@ -10,6 +10,9 @@ from mlc.grammar.ast import Str, format_number
 
 
 def value_to_dml(v) -> str:
+    if isinstance(v, dict) and v.get("block"):  # an expert block encoding one input
+        args = [f"{k} = {value_to_dml(x)}" for k, x in v["args"].items()]
+        return f"{v['name']}({', '.join(args)})"
     if isinstance(v, dict):
         args = [f"{k} = {value_to_dml(x)}" for k, x in v.items() if k != "name"]
         return f"{v['name']}({', '.join(args)})" if args else v["name"]

@@ -215,5 +215,12 @@ BLOCK_FUNCTIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "mean": (("tensor",), "tensor"),
     "reshape": (("tensor", "list"), "tensor"),
     "dim": (("tensor",), "int"),
+    "pool_mean": (("tensor",), "tensor"),  # over the tokens of a text or sequence input, padding masked
+    "pool_max": (("tensor",), "tensor"),
 }
 BLOCK_PARAM_TYPES = ("tensor", "int", "float")
+# Inputs an expert block may encode alone (`input review : text { encoder = my_block(width = 64) }`):
+# text and sequence give it token vectors [B, T, 64] (pool_mean / pool_max use their mask);
+# set, bag and category give it their learned vectors [B, size].
+BLOCK_ENCODED_TYPES = ("text", "sequence", "set", "bag", "category")
+BLOCK_TOKEN_SIZE = 64

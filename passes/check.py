@@ -72,6 +72,7 @@ def check(program: ast.Program) -> Checked:
     options: dict[str, dict] = {}
     spans: dict[str, Span] = {}
 
+    blocks = check_blocks(program, c.error)
     for f in program.features:
         types = spec.INPUT_TYPES if f.role == "input" else spec.OUTPUT_TYPES
         if f.type not in types and f.role == "output" and f.type in spec.INPUT_TYPES:
@@ -93,7 +94,12 @@ def check(program: ast.Program) -> Checked:
         if f.type in types:
             where = f"{f.role}.{f.name}"
             table = spec.FEATURE_OPTIONS[(f.role, f.type)]
-            options[where] = _check_options(c, f.options, table, f"{f.type} {f.role}s", where, spans)
+            block_enc = next((o for o in f.options if o.key == "encoder" and _block_name(o.value) in blocks), None)
+            rest = [o for o in f.options if o is not block_enc]
+            options[where] = _check_options(c, rest, table, f"{f.type} {f.role}s", where, spans)
+            if block_enc is not None:
+                options[where]["encoder"] = _block_encoder(c, f, block_enc, blocks[_block_name(block_enc.value)])
+                spans[f"{where}.encoder"] = block_enc.span
             _check_encoder(c, options[where].get("encoder"), spans.get(f"{where}.encoder"))
 
     if not program.inputs:
@@ -103,7 +109,6 @@ def check(program: ast.Program) -> Checked:
                 "add the column to predict, such as `output churn : binary`")
 
     combiner = None
-    blocks = check_blocks(program, c.error)
     block_args: dict = {}
     seen_sections: dict[str, ast.Section] = {}
     for s in program.sections:
@@ -132,9 +137,25 @@ def check(program: ast.Program) -> Checked:
     return Checked(program, data, features, options, spans, combiner, blocks, block_args)
 
 
+def _block_name(v: ast.Value) -> str | None:
+    return v.value if isinstance(v, ast.Name) else v.name if isinstance(v, ast.Call) else None
+
+
+def _block_encoder(c: _Collector, f: ast.Feature, opt: ast.Option, block: ast.Block) -> dict | None:
+    """`encoder = my_block(width = 64)` on one input: the block encodes that column alone."""
+    if f.role != "input" or f.type not in spec.BLOCK_ENCODED_TYPES:
+        c.error(f"an expert block cannot encode a `{f.type}` {f.role}", opt.value.span,
+                "blocks encode " + ", ".join(f"`{t}`" for t in spec.BLOCK_ENCODED_TYPES) + " inputs")
+        return None
+    call = ast.Section("encoder", block.name, [], opt.value.span,
+                       opt.value.args if isinstance(opt.value, ast.Call) else [])
+    args = check_block_call(call, block, c.error, usage="encoder =")
+    return {"name": block.name, "block": True, "args": args}
+
+
 def _check_encoder(c: _Collector, enc: dict | None, span: Span | None):
     """Arguments of an encoder that must agree with each other."""
-    if not enc or enc.get("name") != "transformer":
+    if not enc or enc.get("name") != "transformer" or enc.get("block"):
         return
     size, heads = enc.get("size", 64), enc.get("heads", 4)
     if size % heads:

@@ -133,8 +133,9 @@ def _a(kind: str) -> str:
 _SYMBOL = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 
 
-def check_block_call(section: ast.Section, block: ast.Block, error) -> dict:
-    """`combiner NAME(args)`: every argument known, of the right kind; returns them as Python values."""
+def check_block_call(section: ast.Section, block: ast.Block, error, usage: str = "combiner") -> dict:
+    """`combiner NAME(args)` (or `encoder = NAME(args)`, usage "encoder ="): every argument known,
+    of the right kind; returns them as Python values."""
     params = {p.name: (param_kind(p, i == 0), p) for i, p in enumerate(block.params)}
     given: dict = {}
     for a in section.args or []:
@@ -150,7 +151,7 @@ def check_block_call(section: ast.Section, block: ast.Block, error) -> dict:
     for name, (kind, p) in list(params.items())[1:]:
         if name not in given and p.default is None:
             error(f"block `{block.name}` needs a value for `{name}`", section.span,
-                  f"write `combiner {block.name}({name} = ...)`")
+                  f"write `{usage} {block.name}({name} = ...)`")
     if section.options:
         error(f"a block combiner takes its settings as arguments, not options", section.options[0].span,
               f"write `combiner {block.name}({section.options[0].key} = ...)` and give the block that parameter")

@@ -74,6 +74,14 @@ def resolve(checked: Checked, facts: dict[str, dict], n_train: int) -> spec.Reso
                 opts["loss"] = pick(where, given, "loss", {"name": "mse"},
                                     "squared error on the standardized target matches r2 and rmse")
             opts["weight"] = pick(where, given, "weight", 1.0, "every output counts the same")
+        enc = opts.get("encoder")
+        if isinstance(enc, dict) and enc.get("block"):  # the block's defaults for arguments left out
+            block = checked.blocks[enc["name"]]
+            for p in block.params[1:]:
+                if p.name not in enc["args"]:
+                    kind = param_kind(p, False)
+                    enc["args"][p.name] = p.default.value if kind == "int" else float(p.default.value)
+            reasons[f"{where}.encoder"] = f"set in the program: the expert block `{block.name}`"
         entry = {"name": f.name, "type": f.type, "options": opts}
         (inputs if f.role == "input" else outputs).append(entry)
 

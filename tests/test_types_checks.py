@@ -154,3 +154,46 @@ def test_vectors_of_the_wrong_length_are_bad():
     assert bad.tolist() == [False, True, True, True, False]  # "[4, 5, 6]" splits on spaces into "4," ...
     values, bad = vectors.parse(pa.array(["[1, 2]", "(3,4)", "5,6"]), ",")
     assert values.tolist() == [[1, 2], [3, 4], [5, 6]] and not bad.any()
+
+
+# ---- expert blocks encoding one input ----------------------------------------------------
+BLOCK = """block pooled(x, width: int = 16) {
+  h = gelu(dense(x, width))
+  return concat(pool_mean(h), pool_max(h))
+}
+"""
+
+
+def test_a_block_encodes_a_text_input_and_explain_round_trips(tmp_path):
+    from mlc.compile import frontend
+    from mlc.explain import explain
+    from mlc.ir.lower import lower
+    from mlc.runtime import data as D
+    from mlc.runtime import preprocess as P
+    write_files(tmp_path, {"d.csv": TAGS, "p.dml": 'data "d.csv"\n' + BLOCK +
+                           "input tags : text { encoder = pooled(width = 8) }\noutput label : binary\n"})
+    fe = frontend(tmp_path / "p.dml")
+    text_out = explain(fe.resolved)
+    assert "encoder = pooled(width = 8)" in text_out
+    (tmp_path / "again.dml").write_text(text_out)
+    assert frontend(tmp_path / "again.dml").resolved.to_json() == fe.resolved.to_json()
+    r = fe.resolved
+    g = lower(r, P.fit(r, D.take(fe.table, fe.splits["train"]), fe.facts))
+    opcodes = [op.opcode for op in g.ops]
+    assert "masked_mean" in opcodes and "masked_max" in opcodes
+    assert g.inputs["tok_tags"].shape[0] == "B" and g.inputs["mask_tags"] == g.inputs["mask_tags"]
+
+
+def test_a_block_cannot_encode_a_number(tmp_path):
+    r = _check(tmp_path, 'data "d.csv"\n' + BLOCK + "input x : number { encoder = pooled() }\n"
+               "output label : binary\n", {"d.csv": _csv("x,label", [f"{i},{'yes' if i % 2 else 'no'}"
+                                                                    for i in range(30)])})
+    assert r.first == "prog.dml:6:30: error: an expert block cannot encode a `number` input"
+    assert r.hint == "blocks encode `text`, `sequence`, `set`, `bag`, `category` inputs"
+
+
+def test_pooling_tokens_in_a_combiner_block_is_an_error(tmp_path):
+    r = _check(tmp_path, 'data "d.csv"\n' + BLOCK + "input tags : set\noutput label : binary\ncombiner pooled()\n",
+               {"d.csv": TAGS})
+    assert r.first == ("prog.dml:4:17: error: pool_mean pools the tokens of a text or sequence input; "
+                       "this block gets none")

@@ -24,10 +24,13 @@ def parse_block(text: str) -> ast.Block:
 
 
 def lower_block(b: Builder, text: str, args: dict, x: str, *, file: str = "<block>", source: str | None = None,
-                line: int = 1) -> str:
-    """Emit the block's ops into `b`, applied to tensor `x`; returns the result value."""
+                line: int = 1, mask: str | None = None, scope: str | None = None) -> str:
+    """Emit the block's ops into `b`, applied to tensor `x`; returns the result value.
+    mask: the token mask [B, T] of a text or sequence input the block encodes (pool_mean and
+    pool_max need it); scope: a name for its parameters when one block encodes several inputs."""
     block = parse_block(text)
-    lowering = _Lowering(b, block.name, file, source, line - 1)
+    lowering = _Lowering(b, scope or block.name, file, source, line - 1)
+    lowering.mask = mask
     env: dict = {block.params[0].name: _Tensor(x)}
     env.update(args)
     for a in block.body:
@@ -44,6 +47,7 @@ class _Lowering:
     def __init__(self, b: Builder, name: str, file: str, source: str | None, line_offset: int):
         self.b, self.name, self.file, self.source, self.offset = b, name, file, source, line_offset
         self.count = 0
+        self.mask: str | None = None
 
     def fail(self, message: str, span: Span, hint: str | None = None):
         where = replace(span, line=span.line + self.offset,
@@ -127,6 +131,12 @@ class _Lowering:
             return self.op(span, "concat", *args, axis=ranks.pop() - 1)
         if name in ("sum", "mean"):
             return self.op(span, "row_" + name, args[0])
+        if name in ("pool_mean", "pool_max"):
+            if self.mask is None:
+                self.fail(f"{name} pools the tokens of a text or sequence input; this block gets none", span,
+                          "use it in a block that encodes a text or sequence input: "
+                          "`input review : text { encoder = my_block() }`")
+            return self.op(span, "masked_" + name[5:], args[0], self.mask)
         if name == "reshape":
             return self.op(span, "reshape", args[0], shape=[int(d) for d in args[1]])
         if name == "matmul":

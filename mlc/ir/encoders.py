@@ -12,13 +12,17 @@ a [B, width] tensor the combiner concatenates with the other inputs.
 """
 from __future__ import annotations
 
+from mlc import spec
 from mlc.runtime.types import text as text_type
 
+from .blocks import lower_block
 from .graph import Builder, TensorType
 
 
-def lower_column(b: Builder, f: dict, state: dict) -> tuple[str, int]:
+def lower_column(b: Builder, f: dict, state: dict, r: spec.Resolved | None = None) -> tuple[str, int]:
     name, enc = f["name"], f["options"]["encoder"]
+    if enc.get("block"):
+        return _block_encoder(b, f, state, r)
     if f["type"] in ("set", "bag"):
         rows = len(state["vocab"]) + 1  # + <unknown>
         return _bag(b, name, rows, enc["size"], state["max_len"], enc["name"]), enc["size"]
@@ -30,6 +34,31 @@ def lower_column(b: Builder, f: dict, state: dict) -> tuple[str, int]:
     if enc["name"] == "cnn":
         return _cnn(b, name, tokens, mask, enc)
     return _transformer(b, name, tokens, mask, enc, state["max_len"])
+
+
+def block_input_size(f: dict, state: dict) -> int:
+    """Width of the vectors an expert block encoder receives for a set, bag or category input."""
+    k = len(state["vocab"]) + 1
+    return min(32, max(4, round(1.6 * k ** 0.56)))
+
+
+def _block_encoder(b: Builder, f: dict, state: dict, r: spec.Resolved) -> tuple[str, int]:
+    """An expert block encoding one input: token vectors [B, T, 64] with their mask (text,
+    sequence), or the column's learned vectors [B, size] (set, bag, category)."""
+    name, enc, mask = f["name"], f["options"]["encoder"], None
+    if f["type"] in ("text", "sequence"):
+        x, mask = _token_vectors(b, name, state, spec.BLOCK_TOKEN_SIZE)
+    elif f["type"] in ("set", "bag"):
+        x = _bag(b, name, len(state["vocab"]) + 1, block_input_size(f, state), state["max_len"],
+                 "sum" if f["type"] == "set" else "mean")
+    else:
+        table = b.param(f"embed.{name}", (len(state["vocab"]) + 1, block_input_size(f, state)),
+                        {"kind": "normal", "std": 0.1})
+        x = b.op("gather", table, b.input(f"cat_{name}", TensorType("i32", ("B",))))
+    block = enc["name"]
+    out = lower_block(b, r.blocks[block], enc["args"], x, file=r.file, source=r.source,
+                      line=r.block_lines.get(block, 1), mask=mask, scope=f"{name}.{block}")
+    return out, b.graph.type_of(out).shape[-1]
 
 
 def _bag(b: Builder, name: str, rows: int, size: int, length: int, mode: str) -> str:

@@ -31,15 +31,20 @@ def lower(r: spec.Resolved, state: dict, name: str = "model") -> Graph:
         width += dense_width
     for f in r.inputs:
         if f["type"] in ("text", "sequence", "set", "bag"):
-            value, w = lower_column(b, f, state["inputs"][f["name"]])
+            value, w = lower_column(b, f, state["inputs"][f["name"]], r)
             parts.append(value)
             width += w
             continue
         if f["type"] != "category":
             continue
         vocab = len(state["inputs"][f["name"]]["vocab"]) + 1  # + <unknown>
-        idx = b.input(f"cat_{f['name']}", TensorType("i32", ("B",)))
         enc = f["options"]["encoder"]
+        if enc.get("block"):
+            value, w = lower_column(b, f, state["inputs"][f["name"]], r)
+            parts.append(value)
+            width += w
+            continue
+        idx = b.input(f"cat_{f['name']}", TensorType("i32", ("B",)))
         if enc["name"] == "onehot":
             parts.append(b.op("one_hot", idx, depth=vocab))
             width += vocab
