@@ -70,6 +70,14 @@ def resolved_from_json(j: dict, file: str) -> spec.Resolved:
 
 def rows_to_table(rows) -> pa.Table:
     """A dict of columns, a list of row dicts, or a pyarrow Table."""
+    try:
+        return _rows_to_table(rows)
+    except (pa.ArrowException, OverflowError) as e:
+        raise ValueError(f"cannot read the rows as columns ({e}); give each column values of one kind, "
+                         "such as all strings or all dates") from None
+
+
+def _rows_to_table(rows) -> pa.Table:
     if isinstance(rows, pa.Table):
         return rows
     if isinstance(rows, dict):
