@@ -25,6 +25,7 @@ class Frontend:
     dropped_rows: int
     facts: dict  # column -> what check_data learned (distinct values, missing cells)
     warnings: list = field(default_factory=list)  # Diagnostics of severity "warning"
+    skipped_lines: list = field(default_factory=list)  # CSV lines left out: wrong number of fields
 
     def print_warnings(self, echo) -> None:
         for w in self.warnings:
@@ -33,8 +34,11 @@ class Frontend:
     @property
     def data_quality(self) -> dict:
         """Per column: cells that did not parse for its type and were treated as missing."""
-        return {name: {k: v for k, v in fact["bad_cells"].items() if k != "message"}
-                for name, fact in self.facts.items() if "bad_cells" in fact}
+        out = {name: {k: v for k, v in fact["bad_cells"].items() if k != "message"}
+               for name, fact in self.facts.items() if "bad_cells" in fact}
+        if self.skipped_lines:
+            out["(lines left out)"] = {"count": len(self.skipped_lines), "examples": self.skipped_lines[:3]}
+        return out
 
 
 def read_program(path: str | Path) -> tuple[str, str]:
@@ -52,11 +56,17 @@ def read_program(path: str | Path) -> tuple[str, str]:
 def frontend(path: str | Path) -> Frontend:
     source, file = read_program(path)
     checked = check(parse(source, file))
-    table = load_data(checked)
-    facts = check_data(checked, table)
+    table, skipped = load_data(checked)
+    facts = check_data(checked, table, skipped)
     outputs = [f.name for f in checked.program.outputs]
     warnings = [Diagnostic(fact["bad_cells"]["message"], checked.features[name].type_span, file,
                            severity="warning") for name, fact in facts.items() if "bad_cells" in fact]
+    if skipped:
+        shown = ", ".join(f"line {r['line']} ({r['fields']} fields)" for r in skipped[:3])
+        warnings.insert(0, Diagnostic(
+            f"left out {len(skipped)} line{'s' if len(skipped) > 1 else ''} of `{checked.data.path}` with the "
+            f"wrong number of fields (the header has {skipped[0]['expected']}): {shown}", checked.data.span, file,
+            hint="quote values that contain commas", severity="warning"))
     table = _blank_bad_outputs(table, outputs, facts)
     table, dropped = D.drop_missing(table, outputs)
     split, _ = split_of(checked.data)
@@ -72,7 +82,7 @@ def frontend(path: str | Path) -> Frontend:
         from mlc.ir.lower import lower
         from mlc.runtime import preprocess as P
         lower(resolved, P.fit(resolved, D.take(table, splits["train"]), facts))
-    return Frontend(checked, table, splits, resolved, dropped, facts, warnings)
+    return Frontend(checked, table, splits, resolved, dropped, facts, warnings, skipped)
 
 
 def _blank_bad_outputs(table: pa.Table, outputs: list[str], facts: dict) -> pa.Table:

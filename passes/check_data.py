@@ -28,15 +28,17 @@ def data_path(checked: Checked) -> Path:
     return (Path(checked.program.file).parent / checked.data.path).resolve()
 
 
-def load_data(checked: Checked) -> pa.Table:
+def load_data(checked: Checked) -> tuple[pa.Table, list[dict]]:
+    """The data, and the CSV lines left out for a wrong number of fields (at most 1%)."""
     try:
-        return D.read_table(data_path(checked))
+        return D.read_table_skipping(data_path(checked), MAX_BAD_SHARE)
     except D.DataError as e:
         raise MlcError(Diagnostic(e.message, checked.data.span, checked.program.file, e.hint),
                        checked.program.source) from None
 
 
-def check_data(checked: Checked, table: pa.Table) -> dict[str, dict]:
+def check_data(checked: Checked, table: pa.Table, skipped: list[dict] | None = None) -> dict[str, dict]:
+    """skipped: lines load_data left out, so that bad cells are named by their true line."""
     prog = checked.program
     diags: list[Diagnostic] = []
 
@@ -109,7 +111,7 @@ def check_data(checked: Checked, table: pa.Table) -> dict[str, dict]:
             if f.type == "binary" and f.role == "output":
                 fact["positive"] = _positive(checked, f, values, error)
         if fact.get("bad") is not None and fact["bad"].any():
-            if not _bad_cells(f, col, fact, table.num_rows, error):
+            if not _bad_cells(f, col, fact, table.num_rows, error, [r["line"] for r in skipped or []]):
                 continue
         facts[f.name] = fact
     if diags:
@@ -117,12 +119,13 @@ def check_data(checked: Checked, table: pa.Table) -> dict[str, dict]:
     return facts
 
 
-def _bad_cells(f: ast.Feature, col, fact: dict, rows: int, error) -> bool:
+def _bad_cells(f: ast.Feature, col, fact: dict, rows: int, error, skipped_lines: list) -> bool:
     """Cells that do not parse for the column's type: up to 1% become missing (recorded in
     fact["bad_cells"] for the warning and report.json); more is an error. False on error."""
     where = np.flatnonzero(fact.pop("bad"))
     texts = D.as_strings(col.take(pa.array(where[:3], type=pa.int64())))
-    examples = [{"row": int(i) + 1, "line": int(i) + 2, "value": v} for i, v in zip(where[:3], texts)]
+    lines = D.lines_of(where[:3], skipped_lines)
+    examples = [{"row": int(i) + 1, "line": int(n), "value": v} for i, n, v in zip(where[:3], lines, texts)]
     shown = ", ".join(f"{_quote(e['value'])} (line {e['line']})" for e in examples)
     share = len(where) / max(rows, 1)
     if share > MAX_BAD_SHARE:

@@ -29,6 +29,14 @@ class DataError(UserError):
 
 
 def read_table(path: Path) -> pa.Table:
+    """The file as a table; a CSV line with the wrong number of fields is an error."""
+    return read_table_skipping(path, 0.0)[0]
+
+
+def read_table_skipping(path: Path, max_share: float) -> tuple[pa.Table, list[dict]]:
+    """(table, skipped lines): CSV lines with the wrong number of fields are left out when
+    they are at most `max_share` of the lines (each as {"line", "text", "fields",
+    "expected"}); more is an error naming the first."""
     if not path.exists():
         raise DataError(f"data file `{path}` does not exist",
                         "paths are relative to the .dml file")
@@ -68,8 +76,13 @@ def read_table(path: Path) -> pa.Table:
                         "check that it is a well-formed CSV (one header line, the same number of "
                         "fields on every line)" if suffix == ".csv" else
                         "check that it is a Parquet file") from None
-    if bad_rows:
-        line, row = _first_bad_row(path, bad_rows)
+    skipped: list[dict] = []
+    if bad_rows and len(bad_rows) <= max_share * (table.num_rows + len(bad_rows)):
+        lines = _bad_lines(path, bad_rows)
+        skipped = [{"line": line, "text": _printable(r.text, 60), "fields": r.actual_columns,
+                    "expected": r.expected_columns} for line, r in zip(lines, bad_rows)]
+    elif bad_rows:
+        line, row = _bad_lines(path, bad_rows)[0], bad_rows[0]
         where = f"line {line}" if line else f"the row `{_printable(row.text)}`"
         fields = f"{row.actual_columns} field{'s' if row.actual_columns != 1 else ''}"
         raise DataError(f"cannot read `{path.name}`: {where} has {fields}, "
@@ -82,7 +95,7 @@ def read_table(path: Path) -> pa.Table:
         seen.add(name)
     if table.num_rows == 0:
         raise DataError(f"`{path.name}` has no rows")
-    return table
+    return table, skipped
 
 
 def _check_text(path: Path, chunk: int = 1 << 20) -> None:
@@ -110,21 +123,31 @@ def _check_text(path: Path, chunk: int = 1 << 20) -> None:
             first = False
 
 
-def _first_bad_row(path: Path, rows: list) -> tuple[int | None, object]:
-    """The first line of the file that pyarrow could not read, and its row (pyarrow may read
-    blocks in parallel and does not know line numbers)."""
-    by_text = {}
-    for r in rows:
-        by_text.setdefault(r.text, r)
+def lines_of(rows: np.ndarray, skipped_lines: list[int]) -> np.ndarray:
+    """The line of the file of each table row (0-based), one header line assumed, counting
+    the lines that were skipped before it (rows spanning several lines are not seen)."""
+    out = np.asarray(rows, np.int64) + 2
+    for line in sorted(x for x in skipped_lines if x is not None):
+        out = out + (out >= line)
+    return out
+
+
+def _bad_lines(path: Path, rows: list) -> list[int | None]:
+    """The line of the file of each row pyarrow could not read, in order (pyarrow does not
+    know line numbers); None where the text is not found on one line."""
+    wanted: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        wanted.setdefault(r.text, []).append(i)
+    out: list[int | None] = [None] * len(rows)
     try:
         with open(path, encoding="utf-8", newline="") as f:
-            for i, text in enumerate(f, 1):
-                r = by_text.get(text.rstrip("\r\n"))
-                if r is not None:
-                    return i, r
+            for n, text in enumerate(f, 1):
+                waiting = wanted.get(text.rstrip("\r\n"))
+                if waiting:
+                    out[waiting.pop(0)] = n
     except (OSError, UnicodeDecodeError):
         pass
-    return None, rows[0]
+    return out
 
 
 def _printable(text: str, limit: int = 120) -> str:

@@ -197,3 +197,15 @@ def test_pooling_tokens_in_a_combiner_block_is_an_error(tmp_path):
                {"d.csv": TAGS})
     assert r.first == ("prog.dml:4:17: error: pool_mean pools the tokens of a text or sequence input; "
                        "this block gets none")
+
+
+def test_a_few_broken_lines_are_left_out_with_a_warning(tmp_path):
+    rows = [f"2021-03-{1 + i % 28:02d},{i % 7}.5,{'yes' if i % 3 else 'no'}" for i in range(300)]
+    rows[2] = "2021-03-03,1.5,yes,extra"  # line 4: four fields
+    rows[9] = "2021-03-02,oops,no"  # line 11 of the file, row 10 of the table after line 4 is left out
+    r = _check(tmp_path, 'data "d.csv"\ninput when : date\ninput x : number\noutput label : binary\n',
+               {"d.csv": _csv("when,x,label", rows)}, ok=True)
+    assert ("prog.dml:1:6: warning: left out 1 line of `d.csv` with the wrong number of fields "
+            "(the header has 3): line 4 (4 fields)") in r.stderr
+    assert "`oops` (line 11)" in r.stderr
+    assert "299 rows" in r.stdout
