@@ -3,7 +3,7 @@
 Word tokens (the default) come from pyarrow's string kernels: NFKC, lower case,
 punctuation marks as tokens of their own, split on white space. Measured against
 Hugging Face `tokenizers` (WordLevel with the BERT pre-tokenizer) on 100,000
-documents in the same script, they were 8x faster (benchmarks/text_speed.py), and
+documents in the same script, they were 4.5x (bag ids) to 7x faster (benchmarks/text_speed.py), and
 a word vocabulary needs no trainer. `tokenizer = bpe(vocab = N)` trains a byte-pair
 encoding with `tokenizers`, for text whose words are rare (names, codes, typos).
 
