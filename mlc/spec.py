@@ -166,6 +166,8 @@ TRAIN_OPTIONS = {
     "early_stop": OptionSpec(Scalar("int", 1), "stop after this many epochs without improvement "
                              "`on` a validation metric"),
     "grad_clip": OptionSpec(Scalar("float", 0.0), "clip the global gradient norm (0: off)"),
+    "max_time": OptionSpec(Scalar("float", 1.0), "stop training after this many seconds, keeping the "
+                           "best epoch so far"),
 }
 
 SECTION_OPTIONS = {"combiner": COMBINER_OPTIONS, "train": TRAIN_OPTIONS}

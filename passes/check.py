@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import re
+
+import numpy as np
 from dataclasses import dataclass, field
 
 from mlc import spec
@@ -258,6 +260,14 @@ def _in_bounds(c, a: ast.KwArg, x) -> bool:
     if not isinstance(x, (int, float)):
         return True
     low, high, low_open, high_open = bounds
+    if isinstance(x, float) and not np.isfinite(np.float32(x)):
+        c.error(f"`{a.key}` is too large for float32, the precision training computes in", a.value.span,
+                f"at most {float(np.finfo(np.float32).max):.3g}")
+        return False
+    if high is not None and high_open and isinstance(x, float) and np.float32(x) >= high:
+        c.error(f"`{a.key}` = {x!r} rounds to {_fmt(high)} in float32, the precision training computes in",
+                a.value.span, f"use at most {float(np.nextafter(np.float32(high), np.float32(0))):.8g}")
+        return False
     if low is not None and (x <= low if low_open else x < low):
         c.error(f"`{a.key}` must be {'above' if low_open else 'at least'} {_fmt(low)}", a.value.span)
         return False

@@ -149,8 +149,8 @@ def resolve(checked: Checked, facts: dict[str, dict], n_train: int) -> spec.Reso
         metric, why = "val.loss", "several outputs: their weighted validation loss"
     early = given.get("early_stop")
     if early is None:
-        early = {"patience": max(10, round(epochs / 10)), "metric": metric}
-        reasons["train.early_stop"] = f"{why}; patience of a tenth of the epochs (at least 10)"
+        early = {"patience": max(10, min(50, round(epochs / 10))), "metric": metric}
+        reasons["train.early_stop"] = f"{why}; patience of a tenth of the epochs (10 to 50)"
     else:
         reasons["train.early_stop"] = "set in the program"
         if early["metric"] is None:
@@ -167,6 +167,8 @@ def resolve(checked: Checked, facts: dict[str, dict], n_train: int) -> spec.Reso
         "early_stop": early,
         "grad_clip": pick("train", given, "grad_clip", 1.0, "clip the gradient norm against loss spikes"),
     }
+    if "max_time" in given:
+        train["max_time"] = pick("train", given, "max_time", None, "")
     # Fill call arguments the program left out (adamw(lr = 3e-4) gets the default weight_decay).
     _fill_args(train["optimizer"], {"adamw": {"lr": 0.001, "weight_decay": 0.0001, "b1": 0.9, "b2": 0.999},
                                     "adam": {"lr": 0.001, "b1": 0.9, "b2": 0.999},

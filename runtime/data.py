@@ -6,6 +6,7 @@ the `data` statement (file problems) or at the feature line (column problems).
 from __future__ import annotations
 
 import codecs
+import re
 from pathlib import Path
 
 import numpy as np
@@ -169,6 +170,23 @@ def as_strings(col: pa.ChunkedArray) -> list[str | None]:
     return [None if v is None else str(v) for v in col.to_pylist()]
 
 
+_GROUPED = re.compile(r"^\s*[+-]?\d{1,3}(,\d{3})+(\.\d*)?\s*$")
+
+
+class DecimalCommaError(DataError):
+    """A comma that is not a thousands separator (`38,5`): never guessed either way."""
+
+
+def _check_commas(texts: list[str | None]) -> None:
+    """A comma in a number is a thousands separator only when every cell with one fits
+    the grouping pattern `1,234,567`; otherwise `38,5` would silently read as 385."""
+    for i, t in enumerate(texts):
+        if t is not None and "," in t and not _GROUPED.match(t):
+            raise DecimalCommaError(
+                f"holds `{_printable(t, 40)}` (row {i + 1}), where the comma is not a thousands separator",
+                "if commas are decimal points (38,5), replace them with `.`; thousands are written 1,234,567")
+
+
 def as_numbers(col: pa.ChunkedArray) -> np.ndarray:
     """float64 with NaN for missing; raises DataError naming the first text value
     or the first infinite one."""
@@ -178,6 +196,7 @@ def as_numbers(col: pa.ChunkedArray) -> np.ndarray:
         out = col.cast(pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
     else:
         texts = as_strings(col)
+        _check_commas(texts)
         out = np.empty(len(texts), dtype=np.float64)
         for i, t in enumerate(texts):
             if t is None:
@@ -201,6 +220,10 @@ def unparsable_numbers(col: pa.ChunkedArray) -> np.ndarray | None:
     is numeric, so its problem is something else)."""
     if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or pa.types.is_dictionary(col.type)):
         return None
+    try:
+        _check_commas(as_strings(col))
+    except DecimalCommaError:
+        return None  # not a few bad cells: the whole column's commas are in question
     bad = np.zeros(len(col), bool)
     for i, t in enumerate(as_strings(col)):
         if t is not None and t.strip():

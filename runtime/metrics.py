@@ -4,9 +4,23 @@ from __future__ import annotations
 import numpy as np
 
 
+class NonFiniteScores(ValueError):
+    """Metrics refuse predictions that are NaN or infinite: a number computed from them
+    would look like a result and mean nothing."""
+
+
+def _finite(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x)
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        bad = int((~np.isfinite(x)).sum())
+        raise NonFiniteScores(f"{bad} of {x.size} predictions are not finite numbers; metrics refuse them")
+    return x
+
+
 def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
     """Area under the ROC curve via the rank-sum (Mann-Whitney) formula; ties share ranks."""
     y = np.asarray(y).astype(bool)
+    score = _finite(score)
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
@@ -30,6 +44,7 @@ def _f1(tp, fp, fn) -> float:
 
 
 def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict:
+    p = _finite(p)
     y = y.astype(bool)
     pred = p >= 0.5
     tp, fp, fn = int((pred & y).sum()), int((pred & ~y).sum()), int((~pred & y).sum())
@@ -40,6 +55,7 @@ def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict:
 
 
 def category_metrics(y: np.ndarray, probs: np.ndarray) -> dict:
+    probs = _finite(probs)
     pred = probs.argmax(axis=1)
     f1s = []
     for k in range(probs.shape[1]):
@@ -53,6 +69,7 @@ def category_metrics(y: np.ndarray, probs: np.ndarray) -> dict:
 
 
 def number_metrics(y: np.ndarray, pred: np.ndarray) -> dict:
+    pred = _finite(pred)
     err = pred - y
     ss_tot = float(((y - y.mean()) ** 2).sum())
     return {"r2": float(1 - (err ** 2).sum() / ss_tot) if ss_tot > 0 else float("nan"),
@@ -75,6 +92,7 @@ def set_metrics(y: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dic
     with no true and no predicted label counts 1), micro and macro F1 (over the labels that
     occur in y or the predictions, as scikit-learn's), and the loss (sum of the per-label
     binary cross-entropies, as in training)."""
+    probs = _finite(probs)
     truth, pred = y > 0.5, probs >= threshold
     inter, union = (truth & pred).sum(1), (truth | pred).sum(1)
     jaccard = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
@@ -90,6 +108,7 @@ def set_metrics(y: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dic
 def vector_metrics(y: np.ndarray, pred: np.ndarray) -> dict:
     """r2 averaged over the components (scikit-learn's uniform average), mae and rmse over
     every number."""
+    pred = _finite(pred)
     err = pred - y
     ss_tot = ((y - y.mean(0)) ** 2).sum(0)
     r2 = 1 - (err ** 2).sum(0) / np.where(ss_tot > 0, ss_tot, np.nan)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mlc import spec
 from mlc.runtime import data as D
 from mlc.runtime import types as T
+from mlc.runtime.types import cells as C
 
 
 def _smooth_clip(x: np.ndarray) -> np.ndarray:
@@ -73,10 +75,10 @@ def fit(resolved: spec.Resolved, train: pa.Table, facts: dict | None = None) -> 
         elif f["type"] == "binary":
             state["inputs"][f["name"]] = {"values": D.distinct(D.as_strings(col))}
         else:
-            texts = [v for v in D.as_strings(col) if v is not None]
-            vals, counts = np.unique(np.array(texts, dtype=object).astype(str), return_counts=True)
-            order = sorted(zip(-counts, vals))
-            vocab = [str(v) for c, v in order if -c >= opts["min_count"]]
+            # Counted by pyarrow: memory stays proportional to the data, whatever the longest cell
+            # (a numpy '<U' array would pad every value to it). Most frequent first, ties sorted.
+            values, counts = C.count_values(pc.drop_null(C.strings(col)))
+            vocab = [v for v, c in zip(values, counts) if c >= opts["min_count"]]
             state["inputs"][f["name"]] = {"vocab": vocab}
     for f in resolved.outputs:
         col = train.column(f["name"])

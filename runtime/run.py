@@ -15,7 +15,8 @@ from mlc.ir.pipeline import optimize
 from mlc.runtime import artifact
 from mlc.runtime import data as D
 from mlc.runtime import preprocess as P
-from mlc.runtime.train import Evaluator, output_metrics, train
+from mlc.diagnostics import Diagnostic, MlcError, Span
+from mlc.runtime.train import Diverged, Evaluator, output_metrics, train
 
 SPLITS = ("train", "validation", "test")
 
@@ -39,7 +40,15 @@ def run(path: str | Path, out_dir: str | Path, seed: int = 0, progress=None, log
     verify(graph)
     timings["preprocess"] = time.perf_counter() - t
 
-    result = train(r, graph, state, encoded, seed, progress, kernels)
+    try:
+        result = train(r, graph, state, encoded, seed, progress, kernels)
+    except Diverged as e:  # point at the option most likely to blame
+        spans = fe.checked.option_spans
+        span = spans.get(e.option) or next((v for k, v in spans.items() if k.startswith(e.option + ".")), None)
+        if span is None and e.option == "combiner":
+            span = next((s.span for s in fe.checked.program.sections if s.keyword == "combiner"), None)
+        raise MlcError(Diagnostic(str(e), span or Span(1, 1), fe.checked.program.file, e.hint),
+                       fe.checked.program.source) from None
     timings["compile_first_epoch"] = result.compile_seconds
     timings["train"] = result.train_seconds
 
@@ -65,6 +74,7 @@ def run(path: str | Path, out_dir: str | Path, seed: int = 0, progress=None, log
         "data_quality": fe.data_quality,
         "training": {"epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
                      "steps": result.steps, "batch_size": r.train["batch_size"], "kernels": kernels,
+                     "stopped_by": result.stopped_by,
                      "early_stop": r.train["early_stop"],
                      "rows_per_second": result.rows_per_second,
                      "history": result.history},

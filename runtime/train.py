@@ -17,6 +17,7 @@ import optax
 
 from mlc import spec
 from mlc.backends import jax_backend
+from mlc.diagnostics import UserError
 from mlc.ir.graph import Graph
 from mlc.runtime import metrics as M
 
@@ -83,6 +84,29 @@ def metric_value(metric: str, split_metrics: dict, total_loss: float) -> float:
     return total_loss if parts[1:] == ["loss"] else split_metrics[parts[1]][parts[2]]
 
 
+class Diverged(UserError):
+    """Training produced a non-finite loss, parameter or prediction. `option` names the
+    program option most likely to blame ("train.optimizer", "combiner", ...)."""
+
+    def __init__(self, epoch: int, what: str, option: str, hint: str):
+        super().__init__(f"training diverged in epoch {epoch}: {what}; no model was written")
+        self.epoch, self.option, self.hint = epoch, option, hint
+
+
+def likely_cause(resolved: spec.Resolved) -> tuple[str, str]:
+    """(option, hint) most likely to make training diverge."""
+    cfg = resolved.train
+    opt = cfg["optimizer"]
+    if opt["lr"] > 0.1:
+        return "train.optimizer", f"the learning rate {opt['lr']:g} is very large; try adamw(lr = 0.001)"
+    if opt.get("weight_decay", 0) > 1:
+        return "train.optimizer", f"weight_decay = {opt['weight_decay']:g} is very large; try 0.0001"
+    if resolved.combiner.get("block"):
+        return "combiner", (f"check the expert block `{resolved.combiner['name']}` for log or division of "
+                            "values that can reach 0 or below, and exp of large values")
+    return "train.optimizer", "lower the learning rate, or set `grad_clip` in `train`"
+
+
 @dataclass
 class TrainResult:
     params: dict
@@ -93,6 +117,7 @@ class TrainResult:
     train_seconds: float = 0.0
     steps: int = 0
     rows_per_second: float = 0.0  # training steps only: no compilation, no validation
+    stopped_by: str = "epochs"  # "epochs" | "early_stop" | "max_time"
 
 
 class Evaluator:
@@ -157,9 +182,10 @@ def train(resolved: spec.Resolved, graph: Graph, state: dict, splits: dict, seed
     batch = min(cfg["batch_size"], n)
     steps = max(1, n // batch)  # drop the ragged last batch: every step sees a full batch
     epochs = cfg["epochs"]
-    optimizer = make_optimizer(cfg, steps * epochs)
+    total_steps = min(steps * epochs, 2**31 - 1)  # optax counts steps in int32
+    optimizer = make_optimizer(cfg, total_steps)
     loss_fn = loss_builder(graph, kernels)
-    fused = fused_update(cfg, steps * epochs, graph) if kernels == "triton" else None
+    fused = fused_update(cfg, total_steps, graph) if kernels == "triton" else None
 
     def loss_of(params, batch_data, key):
         return loss_fn(params, batch_data, key, True)["loss"]
@@ -185,6 +211,12 @@ def train(resolved: spec.Resolved, graph: Graph, state: dict, splits: dict, seed
         (params, opt_state, key, _), losses = jax.lax.scan(step, (params, opt_state, key, data), perm)
         return params, opt_state, key, losses.mean()
 
+    finite = jax.jit(lambda p: jnp.all(jnp.asarray([jnp.isfinite(v).all() for v in jax.tree.leaves(p)])))
+
+    def diverged(epoch: int, what: str):
+        option, hint = likely_cause(resolved)
+        return Diverged(epoch, what, option, hint)
+
     key = jax.random.PRNGKey(seed)
     key, init_key = jax.random.split(key)
     params = jax_backend.init_params(graph, init_key)
@@ -202,6 +234,7 @@ def train(resolved: spec.Resolved, graph: Graph, state: dict, splits: dict, seed
     t0 = time.perf_counter()
     compile_seconds = step_seconds = 0.0
     epoch = 0
+    stopped_by = "epochs"
     for epoch in range(1, epochs + 1):
         t_epoch = time.perf_counter()
         params, opt_state, key, train_loss = run_epoch(params, opt_state, key, data)
@@ -210,7 +243,14 @@ def train(resolved: spec.Resolved, graph: Graph, state: dict, splits: dict, seed
             compile_seconds = time.perf_counter() - t_epoch
         else:
             step_seconds += time.perf_counter() - t_epoch
-        val = output_metrics(resolved, evaluate(params, val_inputs), val_targets, state)
+        if not np.isfinite(train_loss):
+            raise diverged(epoch, f"the training loss is {train_loss}")
+        if not bool(finite(params)):
+            raise diverged(epoch, "some parameters are no longer finite numbers")
+        val_preds = evaluate(params, val_inputs)
+        if not all(np.isfinite(v).all() for v in val_preds.values()):
+            raise diverged(epoch, "the model predicts non-finite values on the validation split")
+        val = output_metrics(resolved, val_preds, val_targets, state)
         val_loss = total_loss(resolved, val)
         value = metric_value(metric, val, val_loss)
         improved = best is None or (value > best if higher else value < best)
@@ -220,10 +260,12 @@ def train(resolved: spec.Resolved, graph: Graph, state: dict, splits: dict, seed
         if progress:
             progress(epoch, epochs, {"train_loss": train_loss, "metric": metric, "value": value,
                                      "best": best, "best_epoch": best_epoch})
-        if not np.isfinite(train_loss):
-            break
         if epoch - best_epoch >= patience:
+            stopped_by = "early_stop"
+            break
+        if cfg.get("max_time") and time.perf_counter() - t0 >= cfg["max_time"]:
+            stopped_by = "max_time"
             break
     return TrainResult(jax.device_get(best_params), best_epoch, epoch, history, compile_seconds,
                        time.perf_counter() - t0, steps * epoch,
-                       steps * batch * (epoch - 1) / step_seconds if step_seconds else 0.0)
+                       steps * batch * (epoch - 1) / step_seconds if step_seconds else 0.0, stopped_by)

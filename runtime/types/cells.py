@@ -60,10 +60,11 @@ def count_values(flat: pa.Array) -> tuple[list[str], np.ndarray]:
     if len(flat) == 0:
         return [], np.zeros(0, np.int64)
     vc = pc.value_counts(flat)
-    values = np.asarray(vc.field(0).to_pylist(), dtype=object)
+    values = [str(v) for v in vc.field(0).to_pylist()]
     counts = vc.field(1).to_numpy()
-    order = np.lexsort((values.astype(str), -counts))
-    return [str(v) for v in values[order]], counts[order]
+    # Python's sort, not a numpy '<U' array: that would pad every value to the longest one.
+    order = sorted(range(len(values)), key=lambda i: (-counts[i], values[i]))
+    return [values[i] for i in order], counts[order]
 
 
 def lookup(flat: pa.Array, vocab: list[str], offset: int = 1) -> np.ndarray:
