@@ -26,6 +26,8 @@ class Frontend:
     facts: dict  # column -> what check_data learned (distinct values, missing cells)
     warnings: list = field(default_factory=list)  # Diagnostics of severity "warning"
     skipped_lines: list = field(default_factory=list)  # CSV lines left out: wrong number of fields
+    state: dict | None = None  # preprocessing fitted on the training split
+    uninformative: dict = field(default_factory=dict)  # input -> why its encoding carries no information
 
     def print_warnings(self, echo) -> None:
         for w in self.warnings:
@@ -36,6 +38,8 @@ class Frontend:
         """Per column: cells that did not parse for its type and were treated as missing."""
         out = {name: {k: v for k, v in fact["bad_cells"].items() if k != "message"}
                for name, fact in self.facts.items() if "bad_cells" in fact}
+        for name, why in self.uninformative.items():
+            out.setdefault(name, {})["no_information"] = why
         if self.skipped_lines:
             out["(lines left out)"] = {"count": len(self.skipped_lines), "examples": self.skipped_lines[:3]}
         return out
@@ -51,6 +55,12 @@ def read_program(path: str | Path) -> tuple[str, str]:
         raise MlcError(Diagnostic("this is a folder, not a .dml program", file=str(p))) from None
     except UnicodeDecodeError:
         raise MlcError(Diagnostic("the program is not UTF-8 text", file=str(p))) from None
+    except PermissionError:
+        raise MlcError(Diagnostic("cannot read the program: permission denied", file=str(p),
+                                  hint="check the file's permissions")) from None
+    except OSError as e:  # a name too long for the file system, ...
+        raise MlcError(Diagnostic(f"cannot open the program: {e.strerror or e}",
+                                  file=str(p)[:200])) from None
 
 
 def frontend(path: str | Path) -> Frontend:
@@ -76,13 +86,17 @@ def frontend(path: str | Path) -> Frontend:
             raise MlcError(Diagnostic(f"the {name} split is empty ({table.num_rows} rows in all)",
                                       checked.data.span, file, "use more rows or a larger share"), source)
     resolved = resolve(checked, facts, len(splits["train"]))
-    if resolved.combiner.get("block") or any(f["options"].get("encoder", {}).get("block") for f in resolved.inputs):
-        # Shapes in a block depend on the data's widths: lower it once now so that
-        # `mlc check` reports shape errors at the block's lines (cheap: no training).
-        from mlc.ir.lower import lower
-        from mlc.runtime import preprocess as P
-        lower(resolved, P.fit(resolved, D.take(table, splits["train"]), facts))
-    return Frontend(checked, table, splits, resolved, dropped, facts, warnings, skipped)
+    # Fit the preprocessing on the training split and lower the model once now (cheap: no
+    # training), so that `mlc check` reports what only they reveal: shape errors in blocks
+    # at their lines, inputs that carry no information, a model too large for memory.
+    from mlc.ir.lower import lower
+    from mlc.passes.check_model import check_memory, information_warnings, no_information
+    from mlc.runtime import preprocess as P
+    state = P.fit(resolved, D.take(table, splits["train"]), facts)
+    uninformative = no_information(checked, resolved, state, len(splits["train"]))
+    warnings += information_warnings(checked, uninformative)
+    check_memory(checked, resolved, lower(resolved, state))
+    return Frontend(checked, table, splits, resolved, dropped, facts, warnings, skipped, state, uninformative)
 
 
 def _blank_bad_outputs(table: pa.Table, outputs: list[str], facts: dict) -> pa.Table:

@@ -21,7 +21,7 @@ from .check_blocks import check_block_call, check_blocks
 
 # Bounds of call arguments, whose kinds spec.Choice records: key -> (low, high, low_open, high_open).
 ARG_BOUNDS = {
-    "bins": (1, None, False, False),
+    "bins": (1, 4096, False, False),  # quantile bins; more cannot be told apart in real data
     "size": (1, None, False, False),
     "lr": (0, None, True, False),
     "weight_decay": (0, None, False, False),

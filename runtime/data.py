@@ -6,6 +6,7 @@ the `data` statement (file problems) or at the feature line (column problems).
 from __future__ import annotations
 
 import codecs
+import os
 import re
 from pathlib import Path
 
@@ -38,9 +39,17 @@ def read_table_skipping(path: Path, max_share: float) -> tuple[pa.Table, list[di
     """(table, skipped lines): CSV lines with the wrong number of fields are left out when
     they are at most `max_share` of the lines (each as {"line", "text", "fields",
     "expected"}); more is an error naming the first."""
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except OSError as e:  # a name too long for the file system, a path through a file
+        raise DataError(f"cannot open `{_printable(path.name, 60)}`: {e.strerror or e}",
+                        "check the path in the `data` statement") from None
+    if not exists:
         raise DataError(f"data file `{path}` does not exist",
                         "paths are relative to the .dml file")
+    if not os.access(path, os.R_OK) and not path.is_dir():
+        raise DataError(f"cannot read `{path.name}`: permission denied",
+                        "check the file's permissions (the user running mlc must be able to read it)")
     if path.is_dir():
         raise DataError(f"`{path}` is a folder, not a data file")
     suffix = path.suffix.lower()

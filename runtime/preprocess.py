@@ -46,7 +46,9 @@ def _fit_number(values: np.ndarray, opts: dict) -> dict:
         if len(edges) < 3:  # two values or constant: the scaled value says it all
             edges = []
     return {"fill": fill, "shift": shift, "scale": float(scale), "clip": norm == "robust",
-            "edges": edges, "indicator": bool(np.isnan(values).any())}
+            "edges": edges, "indicator": bool(np.isnan(values).any()),
+            "constant": bool(np.ptp(filled) == 0) if filled.size else True,
+            "empty": bool(np.isnan(values).all())}
 
 
 def _encode_number(values: np.ndarray, st: dict) -> np.ndarray:

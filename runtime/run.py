@@ -15,7 +15,7 @@ from mlc.ir.pipeline import optimize
 from mlc.runtime import artifact
 from mlc.runtime import data as D
 from mlc.runtime import preprocess as P
-from mlc.diagnostics import Diagnostic, MlcError, Span
+from mlc.diagnostics import Diagnostic, MlcError, Span, UserError
 from mlc.runtime.train import Diverged, Evaluator, output_metrics, train
 
 SPLITS = ("train", "validation", "test")
@@ -33,7 +33,7 @@ def run(path: str | Path, out_dir: str | Path, seed: int = 0, progress=None, log
         log(f"note: dropped {fe.dropped_rows} rows whose output is empty or unreadable")
 
     t = time.perf_counter()
-    state = P.fit(r, tables["train"], fe.facts)
+    state = fe.state  # fitted on the training split by the front end
     encoded = {s: (P.encode_inputs(r, state, tables[s], lenient=True), P.encode_targets(r, state, tables[s])) for s in SPLITS}
     # Train the optimized graph: simplified, CSE'd, dead code removed, kernel groups marked.
     graph, _ = optimize(lower(r, state))
@@ -49,6 +49,12 @@ def run(path: str | Path, out_dir: str | Path, seed: int = 0, progress=None, log
             span = next((s.span for s in fe.checked.program.sections if s.keyword == "combiner"), None)
         raise MlcError(Diagnostic(str(e), span or Span(1, 1), fe.checked.program.file, e.hint),
                        fe.checked.program.source) from None
+    except MemoryError:
+        raise UserError("training ran out of memory; use a smaller `batch_size` or smaller layers") from None
+    except Exception as e:  # XLA reports its own allocation failures as runtime errors
+        if "RESOURCE_EXHAUSTED" in str(e) or "Out of memory" in str(e):
+            raise UserError("training ran out of memory; use a smaller `batch_size` or smaller layers") from None
+        raise
     timings["compile_first_epoch"] = result.compile_seconds
     timings["train"] = result.train_seconds
 
