@@ -236,5 +236,27 @@ def compile(source, target, arch, out_path, emit, dump_after, timings):  # noqa:
         click.echo(pipeline.optimize(graph)[1].format(), err=True)
 
 
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@user_errors
+def report(run_dir):
+    """Rebuild RUN_DIR/report.html from RUN_DIR/report.json."""
+    from mlc.report.page import write
+    out = write(Path(run_dir))
+    err.print(f"wrote {out}", markup=False)
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, type=click.Path(file_okay=False))
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), default="compare.html", show_default=True,
+              help="The comparison page to write.")
+@user_errors
+def compare(run_dirs, out_file):
+    """Compare runs side by side: metrics, training curves, program differences."""
+    from mlc.report.compare import write
+    out = write([Path(d) for d in run_dirs], Path(out_file))
+    err.print(f"wrote {out} comparing {len(run_dirs)} runs", markup=False)
+
+
 if __name__ == "__main__":
     main()

@@ -13,6 +13,7 @@ from mlc.ir.graph import verify
 from mlc.ir.lower import lower
 from mlc.ir.pipeline import optimize
 from mlc.runtime import artifact
+from mlc.runtime.curves import output_curves
 from mlc.runtime import data as D
 from mlc.runtime import preprocess as P
 from mlc.diagnostics import Diagnostic, MlcError, Span, UserError
@@ -60,10 +61,13 @@ def run(path: str | Path, out_dir: str | Path, seed: int = 0, progress=None, log
 
     t = time.perf_counter()
     evaluate = Evaluator(graph, [w for w in graph.outputs if w.startswith("pred.")])
-    metrics = {}
+    metrics, curves = {}, {}
     for s in SPLITS:
         inputs, targets = encoded[s]
-        metrics[s] = output_metrics(r, evaluate(result.params, inputs), targets, state)
+        preds = evaluate(result.params, inputs)
+        metrics[s] = output_metrics(r, preds, targets, state)
+        if s == "test":  # what report.html plots: bounded in size (runtime/curves.py)
+            curves[s] = output_curves(r, preds, targets, state)
     timings["evaluate"] = time.perf_counter() - t
 
     out = Path(out_dir)
@@ -75,6 +79,7 @@ def run(path: str | Path, out_dir: str | Path, seed: int = 0, progress=None, log
         "program": str(path),
         "seed": seed,
         "metrics": metrics,
+        "curves": curves,
         "rows": {s: int(len(fe.splits[s])) for s in SPLITS},
         "dropped_rows": fe.dropped_rows,
         "data_quality": fe.data_quality,
