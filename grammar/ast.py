@@ -194,6 +194,44 @@ class Block:
     line: int  # where `block` stands in its file
 
 
+# ---- slices ------------------------------------------------------------------
+@dataclass
+class Cond:
+    """A condition on one row: op "compare" (column, operator, values[0]), "in" (column,
+    values), "missing" / "present" (column), or "and" / "or" / "not" (parts)."""
+
+    op: str
+    span: Span
+    column: str | None = None
+    operator: str | None = None
+    values: list = field(default_factory=list)  # Num | Str
+    parts: list["Cond"] = field(default_factory=list)
+
+    def columns(self) -> list["Cond"]:
+        """The column conditions inside, in source order."""
+        return [self] if self.column is not None else [c for p in self.parts for c in p.columns()]
+
+    def to_dml(self, top: bool = True) -> str:
+        if self.op == "compare":
+            return f"{self.column} {self.operator} {self.values[0].to_dml()}"
+        if self.op == "in":
+            return f"{self.column} in [{', '.join(v.to_dml() for v in self.values)}]"
+        if self.op in ("missing", "present"):
+            return f"{self.column} is {'not ' if self.op == 'present' else ''}missing"
+        if self.op == "not":
+            return f"not {self.parts[0].to_dml(False)}"
+        text = f" {self.op} ".join(p.to_dml(False) for p in self.parts)
+        return text if top else f"({text})"
+
+
+@dataclass
+class Slice:
+    name: str
+    cond: Cond
+    options: list[Option]
+    span: Span  # the name
+
+
 @dataclass
 class Program:
     file: str
@@ -202,6 +240,7 @@ class Program:
     features: list[Feature] = field(default_factory=list)
     sections: list[Section] = field(default_factory=list)
     blocks: list[Block] = field(default_factory=list)
+    slices: list[Slice] = field(default_factory=list)
 
     @property
     def inputs(self) -> list[Feature]:

@@ -22,6 +22,7 @@ TOKEN_NAMES = {
     "NAME": "a name", "INT": "a whole number", "NUMBER": "a number", "STRING": 'a "string"',
     "COLON": "`:`", "LBRACE": "`{`", "RBRACE": "`}`", "LPAR": "`(`", "RPAR": "`)`",
     "LSQB": "`[`", "RSQB": "`]`", "COMMA": "`,`", "EQUAL": "`=`", "SLASH": "`/`", "DOT": "`.`",
+    "COMPARE": "a comparison (`==`, `!=`, `<`, `<=`, `>`, `>=`)",
     "$END": "end of file",
 }
 
@@ -67,7 +68,7 @@ def _span(meta_or_tok) -> Span:
 
 
 # Statement keywords: in an unclosed `{` block the parser reads them as option names.
-KEYWORDS = ("data", "input", "output", "combiner", "train", "block")
+KEYWORDS = ("data", "input", "output", "combiner", "train", "block", "slice")
 
 
 class _BadEscape(Exception):
@@ -114,6 +115,8 @@ class _ToAst(Transformer):
                 prog.features.append(s)
             elif isinstance(s, ast.Block):
                 prog.blocks.append(s)
+            elif isinstance(s, ast.Slice):
+                prog.slices.append(s)
             else:
                 prog.sections.append(s)
         return prog
@@ -233,6 +236,31 @@ class _ToAst(Transformer):
 
     def train_stmt(self, meta, c):
         return ast.Section("train", None, c[0], _span(meta))
+
+    # slices
+    def slice_stmt(self, meta, c):
+        return ast.Slice(str(c[0]), c[1], c[2] if len(c) > 2 else [], _span(c[0]))
+
+    def c_compare(self, meta, c):
+        return ast.Cond("compare", _span(meta), str(c[0]), str(c[1]), [c[2]])
+
+    def c_in(self, meta, c):
+        return ast.Cond("in", _span(meta), str(c[0]), values=list(c[1:]))
+
+    def c_missing(self, meta, c):
+        return ast.Cond("missing", _span(meta), str(c[0]))
+
+    def c_present(self, meta, c):
+        return ast.Cond("present", _span(meta), str(c[0]))
+
+    def c_and(self, meta, c):
+        return ast.Cond("and", _span(meta), parts=list(c))
+
+    def c_or(self, meta, c):
+        return ast.Cond("or", _span(meta), parts=list(c))
+
+    def c_not(self, meta, c):
+        return ast.Cond("not", _span(meta), parts=list(c))
 
 
 def parse(source: str, file: str = "<input>") -> ast.Program:

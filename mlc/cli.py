@@ -142,6 +142,17 @@ def _summary(report: dict, out_dir: str):
             t.add_row(output, metric, *(f"{report['metrics'][s][output][metric]:.4f}"
                                         for s in ("train", "validation", "test")))
     out.print(t)
+    if report.get("slices"):  # the lead metric of each output, per slice, on validation and test
+        st = Table(title="slices (lead metric)")
+        for col in ("slice", "output", "metric", "rows (val/test)", "validation", "test"):
+            st.add_column(col, justify="right" if col in ("validation", "test") else "left")
+        for name, sl in report["slices"].items():
+            for output, metrics in report["metrics"]["test"].items():
+                lead = next(iter(metrics))
+                vals = [sl["metrics"].get(s, {}).get(output, {}).get(lead) for s in ("validation", "test")]
+                st.add_row(name, output, lead, f"{sl['rows']['validation']}/{sl['rows']['test']}",
+                           *("-" if v is None else f"{v:.4f}" for v in vals))
+        out.print(st)
     tr, tm = report["training"], report["timings_seconds"]
     out.print(f"best epoch {tr['best_epoch']} of {tr['epochs_run']} run; "
               f"{tr['rows_per_second']:,.0f} rows/s; total {tm['total']:.1f} s "

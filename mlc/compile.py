@@ -86,6 +86,10 @@ def frontend(path: str | Path) -> Frontend:
             raise MlcError(Diagnostic(f"the {name} split is empty ({table.num_rows} rows in all)",
                                       checked.data.span, file, "use more rows or a larger share"), source)
     resolved = resolve(checked, facts, len(splits["train"]))
+    if checked.program.slices:
+        from mlc.passes.check_slices import check_slices
+        resolved.slices = check_slices(checked, table, splits["validation"])
+        resolved.reasons.update({f"slice.{s['name']}": "set in the program" for s in resolved.slices})
     # Fit the preprocessing on the training split and lower the model once now (cheap: no
     # training), so that `mlc check` reports what only they reveal: shape errors in blocks
     # at their lines, inputs that carry no information, a model too large for memory.

@@ -55,6 +55,11 @@ def explain(r: spec.Resolved) -> str:
             out.append("}")
         else:
             out.append(head)
+    if r.slices:
+        out.append("")
+    for s in r.slices:
+        weight = f" {{ weight = {format_number(s['weight'])} }}" if s["weight"] != 1.0 else ""
+        out.append(f"slice {s['name']} = {s['condition']}{weight}")
     out.append("")
     if r.combiner.get("block"):
         args = ", ".join(f"{k} = {value_to_dml(v)}" for k, v in r.combiner["args"].items())

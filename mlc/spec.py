@@ -170,6 +170,10 @@ TRAIN_OPTIONS = {
                            "best epoch so far"),
 }
 
+SLICE_OPTIONS = {
+    "weight": OptionSpec(Scalar("float", 0.0), "multiplies the loss of the slice's training rows"),
+}
+
 SECTION_OPTIONS = {"combiner": COMBINER_OPTIONS, "train": TRAIN_OPTIONS}
 
 
@@ -188,11 +192,12 @@ class Resolved:
     blocks: dict[str, str] = field(default_factory=dict)  # expert block name -> its source text
     source: str | None = None  # the program's text, for diagnostics while lowering blocks
     block_lines: dict[str, int] = field(default_factory=dict)  # block name -> its line in the program
+    slices: list[dict] = field(default_factory=list)  # {"name", "condition" (as .dml), "weight"}
 
     def to_json(self) -> dict:
         return {"data": self.data_path, "split": self.split, "inputs": self.inputs,
                 "outputs": self.outputs, "combiner": self.combiner, "train": self.train,
-                "blocks": self.blocks}
+                "blocks": self.blocks, "slices": self.slices}
 
 
 # ---- expert blocks -------------------------------------------------------------

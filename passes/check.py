@@ -260,7 +260,7 @@ def _in_bounds(c, a: ast.KwArg, x) -> bool:
     if not isinstance(x, (int, float)):
         return True
     low, high, low_open, high_open = bounds
-    if isinstance(x, float) and not np.isfinite(np.float32(x)):
+    if isinstance(x, float) and abs(x) > float(np.finfo(np.float32).max):
         c.error(f"`{a.key}` is too large for float32, the precision training computes in", a.value.span,
                 f"at most {float(np.finfo(np.float32).max):.3g}")
         return False

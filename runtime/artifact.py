@@ -65,7 +65,7 @@ class ArtifactError(UserError):
 
 def resolved_from_json(j: dict, file: str) -> spec.Resolved:
     return spec.Resolved(file, j["data"], j["split"], j["inputs"], j["outputs"], j["combiner"], j["train"],
-                         blocks=j.get("blocks", {}))
+                         blocks=j.get("blocks", {}), slices=j.get("slices", []))
 
 
 def rows_to_table(rows) -> pa.Table:

@@ -14,6 +14,7 @@ from mlc.ir.lower import lower
 from mlc.ir.pipeline import optimize
 from mlc.runtime import artifact
 from mlc.runtime.curves import output_curves
+from mlc.runtime.slices import mask, parse_condition, row_weights
 from mlc.runtime import data as D
 from mlc.runtime import preprocess as P
 from mlc.diagnostics import Diagnostic, MlcError, Span, UserError
@@ -36,6 +37,9 @@ def run(path: str | Path, out_dir: str | Path, seed: int = 0, progress=None, log
     t = time.perf_counter()
     state = fe.state  # fitted on the training split by the front end
     encoded = {s: (P.encode_inputs(r, state, tables[s], lenient=True), P.encode_targets(r, state, tables[s])) for s in SPLITS}
+    weights = row_weights(r.slices, tables["train"])
+    if weights is not None:  # slices with a weight: the training rows' loss weights
+        encoded["train"][1]["row_weight"] = weights
     # Train the optimized graph: simplified, CSE'd, dead code removed, kernel groups marked.
     graph, _ = optimize(lower(r, state))
     verify(graph)
@@ -62,12 +66,21 @@ def run(path: str | Path, out_dir: str | Path, seed: int = 0, progress=None, log
     t = time.perf_counter()
     evaluate = Evaluator(graph, [w for w in graph.outputs if w.startswith("pred.")])
     metrics, curves = {}, {}
+    slice_masks = {sl["name"]: {s: mask(parse_condition(sl["condition"]), tables[s]) for s in SPLITS}
+                   for sl in r.slices}
+    slice_metrics = {sl["name"]: {} for sl in r.slices}
     for s in SPLITS:
         inputs, targets = encoded[s]
         preds = evaluate(result.params, inputs)
         metrics[s] = output_metrics(r, preds, targets, state)
         if s == "test":  # what report.html plots: bounded in size (runtime/curves.py)
             curves[s] = output_curves(r, preds, targets, state)
+        for sl in r.slices:
+            rows = slice_masks[sl["name"]][s]
+            if rows.any():
+                sliced = {k: v[rows] for k, v in preds.items()}
+                slice_metrics[sl["name"]][s] = output_metrics(r, sliced, {k: v[rows] for k, v in targets.items()
+                                                                           if k.startswith("y_")}, state)
     timings["evaluate"] = time.perf_counter() - t
 
     out = Path(out_dir)
@@ -83,6 +96,9 @@ def run(path: str | Path, out_dir: str | Path, seed: int = 0, progress=None, log
         "rows": {s: int(len(fe.splits[s])) for s in SPLITS},
         "dropped_rows": fe.dropped_rows,
         "data_quality": fe.data_quality,
+        "slices": {sl["name"]: {"condition": sl["condition"], "weight": sl["weight"],
+                                "rows": {s: int(slice_masks[sl["name"]][s].sum()) for s in SPLITS},
+                                "metrics": slice_metrics[sl["name"]]} for sl in r.slices},
         "training": {"epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
                      "steps": result.steps, "batch_size": r.train["batch_size"], "kernels": kernels,
                      "stopped_by": result.stopped_by,

@@ -72,6 +72,9 @@ def lower(r: spec.Resolved, state: dict, name: str = "model") -> Graph:
         width = layer
 
     total = None
+    # Slices with a weight: each training row's loss is multiplied by its weight (runtime/slices.py).
+    row_weight = b.input("row_weight", TensorType("f32", ("B",))) if any(
+        s["weight"] != 1.0 for s in r.slices) else None
     for f in r.outputs:
         name, opts, st = f["name"], f["options"], state["outputs"][f["name"]]
         y_type = TensorType("i32", ("B",)) if f["type"] == "category" else TensorType("f32", ("B",))
@@ -113,6 +116,8 @@ def lower(r: spec.Resolved, state: dict, name: str = "model") -> Graph:
                 per_row = b.op("abs_error", out, y)
             else:
                 per_row = b.op("huber", out, y, delta=float(loss["delta"]))
+        if row_weight is not None:
+            per_row = b.op("mul", per_row, row_weight)
         loss_value = b.op("mean", per_row)
         b.output(f"loss.{name}", loss_value)
         weighted = b.op("scale", loss_value, factor=float(opts["weight"]))

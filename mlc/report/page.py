@@ -80,6 +80,28 @@ def output_charts(out: dict, curves: dict) -> list[str]:
     return []
 
 
+def slice_section(report: dict) -> list[str]:
+    """Per-slice metrics (every metric, validation and test) and a chart of the lead metric."""
+    slices = report.get("slices") or {}
+    if not slices:
+        return []
+    out = ["<h2>Slices</h2>"]
+    for output, metrics in report["metrics"]["test"].items():
+        rows = [["(all rows)", "", report["rows"]["test"], *[report["metrics"]["test"][output][m] for m in metrics]]]
+        for name, sl in slices.items():
+            got = sl["metrics"].get("test", {}).get(output, {})
+            rows.append([name, sl["condition"] + (f" (weight {sl['weight']:g})" if sl["weight"] != 1 else ""),
+                         sl["rows"]["test"], *[got.get(m, "") for m in metrics]])
+        out.append(f"<h3>{esc(output)}, test split</h3>" + table(["slice", "condition", "rows", *metrics], rows))
+        lead = next(iter(metrics))
+        labels = ["(all rows)", *slices]
+        series = {split: [report["metrics"][split][output][lead]] +
+                  [sl["metrics"].get(split, {}).get(output, {}).get(lead, float("nan")) for sl in slices.values()]
+                  for split in ("validation", "test")}
+        out.append(chart(plots.bars(labels, series, f"{lead} per slice", lead), f"slices-{output}"))
+    return out
+
+
 def build(report: dict) -> str:
     name = Path(report.get("program", "model")).stem
     tr = report["training"]
@@ -109,6 +131,7 @@ def build(report: dict) -> str:
         if curves:
             body += [f"<h2>Output <code>{esc(out['name'])}</code> ({esc(out['type'])}), test split</h2>",
                      '<div class="charts">' + "".join(output_charts(out, curves)) + "</div>"]
+    body += slice_section(report)
     body += ["<h2>Program, with every decision and its reason</h2>",
              f"<pre>{esc(report.get('resolved_program', ''))}</pre>",
              "<h2>Timings</h2>", table(["stage", "seconds"], [[k, v] for k, v in report["timings_seconds"].items()])]
