@@ -150,3 +150,17 @@ def test_dirty_cells_are_recorded_in_the_report(tmp_path):
     assert any("1 cell of `date` do not read as `date`" in m for m in logged)
     on_disk = json.loads((tmp_path / "out" / "report.json").read_text())
     assert on_disk["data_quality"]["date"]["count"] == 1
+
+
+def test_report_pages_for_every_output_type(reports, derived):
+    """report.html builds from each report.json: one chart per plot of each output type."""
+    import re
+
+    from mlc.report.page import build
+    expected = {"reviews": 1 + 3, "movies": 1 + 1, "ridership": 1 + 2}
+    pages = {name: build(reports[name][0]) for name in expected}
+    pages["vectors"] = build(derived["vectors"][0])
+    expected["vectors"] = 1 + 2
+    for name, page in pages.items():
+        assert len(re.findall(r'<figure class="chart"', page)) == expected[name], name
+        assert "<script" not in page
