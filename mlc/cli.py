@@ -164,7 +164,7 @@ def _summary(report: dict, out_dir: str):
 @click.argument("artifact", type=click.Path(dir_okay=False))
 @click.option("--data", "data_file", required=True, type=click.Path(dir_okay=False),
               help="CSV or Parquet file with the input columns.")
-@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False), help="CSV file to write.")
+@click.option("--out", "out_file", required=True, type=click.Path(), help="CSV file to write.")
 @user_errors
 def predict(artifact, data_file, out_file):
     """Predict with a trained ARTIFACT (model.mlc) on a data file."""
@@ -173,17 +173,73 @@ def predict(artifact, data_file, out_file):
 
     import mlc
     from mlc.runtime import data as D
-    model = mlc.load(artifact)
-    table = D.read_table(Path(data_file))
-    missing = [c for c in model.inputs if c not in table.column_names]
-    if missing:
-        raise D.DataError(f"`{data_file}` lacks input column(s) {', '.join(missing)} that the model needs")
-    cols = model.predict(table)
-    # A set output's label probabilities (dicts) and vector outputs (lists) as JSON text cells.
-    cols = {k: [json.dumps(v) for v in vs] if vs and isinstance(vs[0], (dict, list)) else vs
-            for k, vs in cols.items()}
-    pacsv.write_csv(pa.table(cols), out_file)
-    err.print(f"wrote {table.num_rows} predictions to {out_file}", markup=False)
+    fd, tmp = _prediction_file(Path(out_file), {"data file": Path(data_file), "model": Path(artifact)})
+    try:
+        model = mlc.load(artifact)
+        table = D.read_table(Path(data_file))
+        missing = [c for c in model.inputs if c not in table.column_names]
+        if missing:
+            raise D.DataError(f"`{data_file}` lacks input column(s) {', '.join(missing)} that the model needs")
+        cols = model.predict(table)
+        meta = cols.metadata
+        # A set output's label probabilities (dicts) and vector outputs (lists) as JSON text cells.
+        cols = {k: [json.dumps(v) for v in vs] if vs and isinstance(vs[0], (dict, list)) else vs
+                for k, vs in cols.items()}
+        try:
+            with os.fdopen(fd, "wb") as f:
+                fd = None
+                pacsv.write_csv(pa.table(cols), f)
+            os.replace(tmp, out_file)  # written whole, or not at all
+        except OSError as e:  # a full disk, a folder removed meanwhile
+            raise UserError(f"cannot write `{out_file}` ({e.strerror or e})") from None
+    finally:
+        if fd is not None:
+            os.close(fd)
+        Path(tmp).unlink(missing_ok=True)
+    click.echo(f"wrote {table.num_rows} predictions to {out_file}" + _unknown_summary(meta), err=True)  # one line
+
+
+def _prediction_file(out: Path, others: dict[str, Path]) -> tuple[int, str]:
+    """Refuse an --out that would overwrite the data or the model, or that cannot be written,
+    before any work; returns a new temporary file beside it (renamed over it at the end)."""
+    from mlc.runtime.outdir import unique_temporary  # imports no jax: refusals come at once
+    for what, other in others.items():
+        same = False
+        try:
+            same = other.exists() and (os.path.samefile(out, other) if out.exists() else
+                                       os.path.realpath(out) == os.path.realpath(other))
+        except OSError:
+            pass
+        if same:
+            suggestion = other.with_name(f"{other.stem}.predictions.csv")
+            raise UserError(f"`{out}` is the {what} `{other}`: predictions would overwrite it; "
+                            f"write them to another file, such as --out {suggestion}")
+    if out.is_dir():
+        raise UserError(f"`{out}` is a folder; give --out a file name, such as {out / 'predictions.csv'}")
+    folder = out.parent
+    if not folder.exists():
+        raise UserError(f"the folder `{folder}` of --out does not exist; create it or write elsewhere")
+    if not folder.is_dir():
+        raise UserError(f"`{folder}` is not a folder, so --out `{out}` cannot be written there")
+    if out.exists() and not os.access(out, os.W_OK):
+        raise UserError(f"`{out}` is read-only; not overwriting it")
+    try:
+        return unique_temporary(out)
+    except OSError as e:
+        raise UserError(f"cannot write to the folder `{folder}` ({e.strerror or e}); choose another --out") from None
+
+
+def _unknown_summary(meta: dict) -> str:
+    """`; read as <unknown>: passenger_class 3 of 131 (2.3%); unknown tokens: review 12 of 400 (3.0%)`."""
+    rows = meta.get("rows", 0)
+    pct = lambda k, n: f"{k} of {n}" + (f" ({100 * k / n:.1f}%)" if k and n else "")  # noqa: E731
+    parts = []
+    if meta.get("unknown"):
+        parts.append("read as <unknown>: " + ", ".join(f"{c} {pct(k, rows)}" for c, k in meta["unknown"].items()))
+    if meta.get("unknown_tokens"):
+        parts.append("unknown tokens: " + ", ".join(f"{c} {pct(t['unknown'], t['total'])}"
+                                                    for c, t in meta["unknown_tokens"].items()))
+    return "".join(f"; {p}" for p in parts)
 
 
 @main.command()

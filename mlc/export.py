@@ -102,10 +102,12 @@ class Source:
 
 
 def _artifact_format(path: Path) -> str | None:
+    from mlc.runtime.manifest import ManifestError, read_manifest
     try:
         with zipfile.ZipFile(path) as z:
-            return json.loads(z.read("manifest.json")).get("format")
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError, OSError, AttributeError):
+            fmt = read_manifest(z).get("format")  # bounded: a damaged archive cannot exhaust memory
+            return fmt if isinstance(fmt, str) else None
+    except (zipfile.BadZipFile, ManifestError, OSError, EOFError):
         return None
 
 
@@ -426,15 +428,17 @@ def compile_target(source: Path, target: str, arch: str | None = None, out: Path
         "note": _kernels_note(target, programs),
         "file": src.resolved.file, "resolved": src.resolved.to_json(), "preprocessing": src.state,
     }
+    from mlc.runtime.manifest import describe_members
+    members = {"program.dml": src.program_text.encode(), "model.ir": print_graph(src.graph).encode(),
+               **{name: bytes(data) for name, data in files.items()}}
+    manifest["members"] = describe_members(members)  # sizes bound reading; sha256 catches damage
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
             z.writestr("manifest.json", json.dumps(manifest, indent=1))
-            z.writestr("program.dml", src.program_text)
-            z.writestr("model.ir", print_graph(src.graph))
-            for name, data in files.items():
-                z.writestr(name, bytes(data))
+            for name, data in members.items():
+                z.writestr(name, data)
         tmp.replace(out)  # never leave a half-written artifact behind
     finally:
         tmp.unlink(missing_ok=True)
@@ -521,32 +525,63 @@ class CompiledModel(Predictor):
         import jax
         args = {k: np.asarray(encoded[k], dtype=s["dtype"]) for k, s in self.input_spec.items()}
         with jax.default_device(self.device):
-            return jax.device_get(self.exported.call(args))
+            try:
+                return jax.device_get(self.exported.call(args))
+            except Exception as e:  # noqa: BLE001 - a damaged program fails inside XLA in many ways
+                from mlc.runtime.artifact import ArtifactError
+                raise ArtifactError(f"`{self.path}`: inference.jax cannot run ({type(e).__name__}: "
+                                    f"{str(e).splitlines()[0] if str(e) else ''}); the file is damaged or was "
+                                    "written by an incompatible jax") from None
 
     forward = __call__  # what Predictor.predict_raw runs on each chunk
 
 
-def load_compiled(path: str | Path, manifest: dict | None = None) -> CompiledModel:
+def _inference_limit(manifest: dict, path) -> tuple[int, str]:
+    """How large inference.jax may be: its recorded size, else (artifacts written before
+    sizes were recorded) the trained weights it closes over, twice, plus 64 MiB."""
+    from mlc.runtime import manifest as M
+    from mlc.runtime.artifact import build_graph, params_bytes
+    recorded = M.recorded_size(manifest, "inference.jax")
+    if recorded is not None:
+        return recorded, "manifest.json records"
+    return 2 * params_bytes(build_graph(manifest, path)) + (64 << 20), "this program's weights need"
+
+
+def load_compiled(path: str | Path, manifest: dict | None = None, z: zipfile.ZipFile | None = None) -> CompiledModel:
     """The predictor of a .mlcc compiled from a model.mlc (what `mlc.load` returns for one)."""
+    from mlc.runtime import manifest as M
     from mlc.runtime.artifact import ArtifactError
     path = Path(path)
     try:
-        with zipfile.ZipFile(path) as z:
-            manifest = json.loads(z.read("manifest.json")) if manifest is None else manifest
-            if manifest.get("format") != FORMAT:
-                raise ArtifactError(f"`{path}` has format {manifest.get('format')!r}; expected {FORMAT}")
-            names = set(z.namelist())
-            blob = z.read("inference.jax") if "inference.jax" in names else None
-            program_text = z.read("program.dml").decode() if "program.dml" in names else ""
-    except (zipfile.BadZipFile, json.JSONDecodeError, KeyError, OSError) as e:
+        if z is None:
+            with zipfile.ZipFile(path) as z:
+                return load_compiled(path, manifest, z)
+        manifest = M.read_manifest(z) if manifest is None else manifest
+        if manifest.get("format") != FORMAT:
+            raise ArtifactError(f"`{path}` has format {manifest.get('format')!r}; expected {FORMAT}")
+        names = set(z.namelist())
+        source = manifest.get("source")
+        if "inference.jax" not in names:
+            raise ArtifactError(f"`{path}` holds no inference.jax")
+        if not isinstance(source, dict) or source.get("kind") != "model":
+            if isinstance(manifest.get("platforms"), list):
+                runnable_device(path, manifest)  # an artifact for another platform: that is the more useful message
+            raise ArtifactError(f"`{path}` was compiled from the program "
+                                f"{source.get('file') if isinstance(source, dict) else None} and "
+                                "holds no trained weights; train it with `mlc run` and compile the model.mlc it "
+                                "writes to get a predictor (or call its init.jax, train_step.jax and inference.jax)")
+        M.check(manifest, compiled=True)
+        limit, why = _inference_limit(manifest, path)
+        blob = M.read_member(z, "inference.jax", limit, why)
+        M.verify_digest(manifest, "inference.jax", blob)
+        program = M.read_member(z, "program.dml", M.MAX_TEXT_BYTES) if "program.dml" in names else b""
+        program_text = program.decode()
+    except M.ManifestError as e:
+        raise ArtifactError(f"`{path}`: {e}") from None
+    except UnicodeDecodeError:
+        raise ArtifactError(f"`{path}`: program.dml is not UTF-8 text; the file is damaged") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
         raise ArtifactError(f"`{path}` is not an mlc artifact ({e})") from None
-    if blob is None:
-        raise ArtifactError(f"`{path}` holds no inference.jax")
-    if manifest.get("source", {}).get("kind") != "model":
-        runnable_device(path, manifest)  # an artifact for another platform: that is the more useful message
-        raise ArtifactError(f"`{path}` was compiled from the program {manifest.get('source', {}).get('file')} and "
-                            "holds no trained weights; train it with `mlc run` and compile the model.mlc it "
-                            "writes to get a predictor (or call its init.jax, train_step.jax and inference.jax)")
     try:
         return CompiledModel(path, manifest, blob, program_text)
     except KeyError as e:
@@ -556,8 +591,13 @@ def load_compiled(path: str | Path, manifest: dict | None = None) -> CompiledMod
 def read_program(path: str | Path, name: str):
     """One exported program of a .mlcc ('inference', 'train_step', 'init'), deserialized."""
     import jax
+    from mlc.runtime import manifest as M
     with zipfile.ZipFile(path) as z:
-        return jax.export.deserialize(bytearray(z.read(f"{name}.jax")))
+        manifest = M.read_manifest(z)
+        size = M.recorded_size(manifest, f"{name}.jax")
+        blob = M.read_member(z, f"{name}.jax", size if size is not None else M.memory_cap())
+        M.verify_digest(manifest, f"{name}.jax", blob)
+        return jax.export.deserialize(bytearray(blob))
 
 
 __all__ = ["FORMAT", "SUFFIX", "TARGETS", "DEFAULT_ARCHS", "CompiledModel", "Source", "available_platforms",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import zipfile
 from datetime import datetime, timezone
 from importlib import metadata
@@ -26,6 +27,10 @@ from mlc.backends import jax_backend
 from mlc.ir.graph import Graph, print_graph
 from mlc.ir.lower import lower
 from mlc.ir.pipeline import optimize
+from mlc.runtime import data as D
+from mlc.runtime import manifest as M
+from mlc.runtime.outdir import unique_temporary
+from mlc.runtime import rows as R
 from mlc.runtime import preprocess as P
 
 FORMAT = "mlc-model/1"
@@ -43,20 +48,32 @@ def versions() -> dict:
 
 
 def save(path: Path, resolved: spec.Resolved, state: dict, graph: Graph, params: dict, program_text: str):
+    """Write the artifact under a temporary name unique to this call, then rename it into
+    place: a reader never sees a half-written file, and two writers never share one."""
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in params.items()})
+    members = {"program.dml": program_text.encode(), "model.ir": print_graph(graph).encode(),
+               "weights.npz": buf.getvalue()}
     manifest = {"format": FORMAT, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "versions": versions(), "resolved": resolved.to_json(), "file": resolved.file,
                 "preprocessing": state,
                 "outputs": [{"name": f["name"], "type": f["type"]} for f in resolved.outputs],
-                "inputs": [{"name": f["name"], "type": f["type"]} for f in resolved.inputs]}
-    buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v) for k, v in params.items()})
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        z.writestr("manifest.json", json.dumps(manifest, indent=1))
-        z.writestr("program.dml", program_text)
-        z.writestr("model.ir", print_graph(graph))
-        z.writestr("weights.npz", buf.getvalue())
-    tmp.replace(path)  # never leave a half-written artifact behind
+                "inputs": [{"name": f["name"], "type": f["type"]} for f in resolved.inputs],
+                "members": M.describe_members(members)}
+    path = Path(path)
+    fd, tmp = unique_temporary(path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
+                z.writestr("manifest.json", json.dumps(manifest, indent=1))
+                for name, data in members.items():
+                    z.writestr(name, data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # never leave a half-written artifact behind
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 class ArtifactError(UserError):
@@ -68,28 +85,36 @@ def resolved_from_json(j: dict, file: str) -> spec.Resolved:
                          blocks=j.get("blocks", {}), slices=j.get("slices", []))
 
 
-def rows_to_table(rows) -> pa.Table:
-    """A dict of columns, a list of row dicts, or a pyarrow Table."""
+def rows_to_table(rows, resolved: spec.Resolved, state: dict) -> pa.Table:
+    """A dict of columns, a list of row dicts, a pandas DataFrame or a pyarrow Table, checked
+    against the model's inputs (runtime/rows.py says what each input type accepts)."""
     try:
-        return _rows_to_table(rows)
+        return R.to_table(rows, resolved.inputs, state)
     except (pa.ArrowException, OverflowError) as e:
-        raise ValueError(f"cannot read the rows as columns ({e}); give each column values of one kind, "
-                         "such as all strings or all dates") from None
+        raise R.RowsError(f"cannot read the rows as columns ({e}); give each column values of one kind, "
+                          "such as all strings or all dates") from None
 
 
-def _rows_to_table(rows) -> pa.Table:
-    if isinstance(rows, pa.Table):
-        return rows
-    if isinstance(rows, dict):
-        return pa.Table.from_pydict({k: list(np.asarray(v).tolist()) if isinstance(v, np.ndarray) else list(v)
-                                     for k, v in rows.items()})
-    if isinstance(rows, (list, tuple)):
-        return pa.Table.from_pylist(list(rows))
-    raise TypeError("rows must be a dict of columns, a list of row dicts or a pyarrow.Table")
+class Predictions(dict):
+    """What `predict` returns: {column: list of values} as `mlc predict` writes them, plus
+    `.metadata`, how the rows were read:
+
+        rows            the number of rows
+        unknown         {input: cells read as <unknown>} for binary and category inputs:
+                        values outside the model's vocabulary (never seen in training, or
+                        rarer than `min_count`); missing cells are not counted
+        unknown_tokens  {input: {"unknown": n, "total": n}} for text, sequence, set and bag
+                        inputs: the tokens or labels the model reads, and those outside its
+                        vocabulary
+    """
+
+    def __init__(self, columns: dict, metadata: dict):
+        super().__init__(columns)
+        self.metadata = metadata
 
 
 class Predictor:
-    """What every loaded model offers: `predict(rows)` -> dict of columns.
+    """What every loaded model offers: `predict(rows)` -> Predictions (a dict of columns).
 
     Subclasses set `resolved` and `state` and implement `forward(encoded chunk)`
     -> {output name: raw prediction}.
@@ -109,33 +134,47 @@ class Predictor:
     def forward(self, encoded: dict) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def predict_raw(self, table: pa.Table, batch: int = 8192) -> dict[str, np.ndarray]:
-        missing = [c for c in self.inputs if c not in table.column_names]
-        if missing:
-            raise ValueError("rows lack input column(s): " + ", ".join(missing))
-        encoded = P.encode_inputs(self.resolved, self.state, table)
-        parts = [self.forward({k: v[s:s + batch] for k, v in encoded.items()})
-                 for s in range(0, table.num_rows, batch)]
+    def encode(self, table: pa.Table) -> dict[str, np.ndarray]:
+        R.check_table(table, self.resolved.inputs)
+        try:
+            return P.encode_inputs(self.resolved, self.state, table)
+        except D.DataError as e:  # a number column with text in it, an infinite value, "1,5"
+            hint = e.hint if e.hint and "declare" not in e.hint else "give a number, or leave the cell empty (None from Python)"
+            raise R.RowsError(f"{e.message}; {hint}") from None
+        except (pa.ArrowException, OverflowError) as e:
+            raise R.RowsError(f"cannot read the rows as the model's inputs ({e})") from None
+
+    def run(self, encoded: dict, rows: int, batch: int = 8192) -> dict[str, np.ndarray]:
+        parts = [self.forward({k: v[s:s + batch] for k, v in encoded.items()}) for s in range(0, rows, batch)]
         return {name: np.concatenate([p[name] for p in parts]) for name in self.outputs}
 
-    def predict(self, rows) -> dict[str, list]:
-        table = rows_to_table(rows)
-        if table.num_rows == 0:
-            return {c: [] for c in self.outputs}
-        raw = self.predict_raw(table)
+    def predict_raw(self, table: pa.Table, batch: int = 8192) -> dict[str, np.ndarray]:
+        return self.run(self.encode(table), table.num_rows, batch)
+
+    def predict(self, rows) -> Predictions:
+        table = rows_to_table(rows, self.resolved, self.state)
+        n = table.num_rows
+        if n == 0:  # the same columns as for any rows: those of one row with every cell missing
+            names = self.predict({c: [None] for c in self.inputs}).keys()
+            return Predictions({c: [] for c in names}, {"rows": 0, "unknown": {}, "unknown_tokens": {}})
+        encoded = self.encode(table)
+        unknown, tokens = R.unknown_counts(self.resolved.inputs, self.state, table, encoded)
+        raw = self.run(encoded, n)
         raw = {k: (v[:, 0] if v.ndim == 2 and v.shape[1] == 1 else v) for k, v in raw.items()}
-        return P.decode_outputs(self.resolved, self.state, raw)
+        return Predictions(P.decode_outputs(self.resolved, self.state, raw),
+                           {"rows": n, "unknown": unknown, "unknown_tokens": tokens})
 
 
 class Model(Predictor):
     """A trained model loaded from model.mlc."""
 
-    def __init__(self, manifest: dict, params: dict, program_text: str):
+    def __init__(self, manifest: dict, params: dict, program_text: str, graph: Graph | None = None):
         self.manifest = manifest
         self.program_text = program_text
         self.resolved = resolved_from_json(manifest["resolved"], manifest.get("file", "model.dml"))
         self.state = manifest["preprocessing"]
-        self.graph, _ = optimize(lower(self.resolved, self.state))  # the graph `mlc run` trained
+        # the graph `mlc run` trained
+        self.graph = graph if graph is not None else optimize(lower(self.resolved, self.state))[0]
         for name, p in self.graph.params.items():
             if name not in params or tuple(params[name].shape) != tuple(p.type.shape):
                 raise ArtifactError(f"weights do not match the program (parameter `{name}`)")
@@ -148,6 +187,55 @@ class Model(Predictor):
         return {name: out[f"pred.{name}"] for name in self.outputs}
 
 
+def build_graph(manifest: dict, path) -> Graph:
+    """The optimized graph of a checked manifest; anything this mlc cannot build from it
+    (a block it cannot parse, nesting past the parser's limits) is an ArtifactError."""
+    from mlc.diagnostics import MlcError
+    try:
+        r = resolved_from_json(manifest["resolved"], manifest.get("file", "model.dml"))
+        return optimize(lower(r, manifest["preprocessing"]))[0]
+    except MlcError as e:
+        first = e.diagnostics[0].message if e.diagnostics else str(e)
+        raise ArtifactError(f"`{path}`: its program cannot be built: {first}") from None
+    except RecursionError:
+        raise ArtifactError(f"`{path}`: its program is nested too deeply to build") from None
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, ZeroDivisionError, OverflowError) as e:
+        raise ArtifactError(f"`{path}`: its manifest describes a program this mlc cannot build "
+                            f"({type(e).__name__}: {e})") from None
+
+
+def params_bytes(graph: Graph) -> int:
+    return sum(8 * int(np.prod(p.type.shape, dtype=np.float64)) for p in graph.params.values())
+
+
+def _read_weights(z: zipfile.ZipFile, manifest: dict, graph: Graph) -> dict[str, np.ndarray]:
+    """weights.npz, bounded by the parameters the program has (at most 8 bytes a number)
+    and by its recorded size; each array inside it bounded the same way."""
+    limit = params_bytes(graph) + 1024 * len(graph.params) + (64 << 10)
+    recorded = M.recorded_size(manifest, "weights.npz")
+    data = M.read_member(z, "weights.npz", min(limit, recorded) if recorded is not None else limit,
+                         "this program's parameters need" if recorded is None or recorded >= limit else
+                         "manifest.json records")
+    M.verify_digest(manifest, "weights.npz", data)
+    try:
+        inner = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as e:
+        raise M.ManifestError(f"weights.npz is not an npz archive ({e})") from None
+    params = {}
+    with inner:
+        names = set(inner.namelist())
+        for name, p in graph.params.items():
+            if f"{name}.npy" not in names:
+                raise ArtifactError(f"weights do not match the program (parameter `{name}`)")
+            need = 8 * int(np.prod(p.type.shape, dtype=np.float64)) + 1024
+            raw = M.read_member(inner, f"{name}.npy", need, f"parameter `{name}` needs")
+            try:
+                params[name] = np.load(io.BytesIO(raw), allow_pickle=False)
+            except (ValueError, OSError, EOFError) as e:
+                raise M.ManifestError(f"weights.npz: parameter `{name}` cannot be read ({e})") from None
+    return params
+
+
 def load(path: str | Path) -> Model:
     """A model.mlc -> Model; a .mlcc compiled from one -> mlc.export.CompiledModel (same predict)."""
     path = Path(path)
@@ -155,17 +243,24 @@ def load(path: str | Path) -> Model:
         raise ArtifactError(f"no model file at `{path}`")
     try:
         with zipfile.ZipFile(path) as z:
-            manifest = json.loads(z.read("manifest.json"))
-            compiled = isinstance(manifest, dict) and manifest.get("format") == COMPILED_FORMAT
-            if not compiled:
-                program_text = z.read("program.dml").decode()
-                with np.load(io.BytesIO(z.read("weights.npz")), allow_pickle=False) as w:
-                    params = {k: w[k] for k in w.files}
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, ValueError) as e:
+            manifest = M.read_manifest(z)
+            fmt = manifest.get("format")
+            if fmt == COMPILED_FORMAT:  # a .mlcc written by `mlc compile --target`
+                from mlc.export import load_compiled
+                return load_compiled(path, manifest, z)
+            if fmt != FORMAT:
+                raise ArtifactError(f"`{path}` has format {fmt!r}; this mlc reads {FORMAT}")
+            M.check(manifest)
+            program = M.read_member(z, "program.dml", M.MAX_TEXT_BYTES, "a program may hold")
+            M.verify_digest(manifest, "program.dml", program)
+            graph = build_graph(manifest, path)
+            params = _read_weights(z, manifest, graph)
+    except M.ManifestError as e:
+        raise ArtifactError(f"`{path}`: {e}") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
         raise ArtifactError(f"`{path}` is not an mlc model ({e})") from None
-    if compiled:  # a .mlcc written by `mlc compile --target`
-        from mlc.export import load_compiled
-        return load_compiled(path, manifest)
-    if manifest.get("format") != FORMAT:
-        raise ArtifactError(f"`{path}` has format {manifest.get('format')!r}; this mlc reads {FORMAT}")
-    return Model(manifest, params, program_text)
+    try:
+        text = program.decode()
+    except UnicodeDecodeError:
+        raise ArtifactError(f"`{path}`: program.dml is not UTF-8 text; the file is damaged") from None
+    return Model(manifest, params, text, graph)

@@ -14,6 +14,7 @@ from mlc.ir.lower import lower
 from mlc.ir.pipeline import optimize
 from mlc.runtime import artifact
 from mlc.runtime.curves import output_curves
+from mlc.runtime.outdir import OutputDir
 from mlc.runtime.slices import mask, parse_condition, row_weights
 from mlc.runtime import data as D
 from mlc.runtime import preprocess as P
@@ -24,6 +25,13 @@ SPLITS = ("train", "validation", "test")
 
 
 def run(path: str | Path, out_dir: str | Path, seed: int = 0, progress=None, log=print, kernels: str = "xla") -> dict:
+    """Train, evaluate, write DIR/model.mlc and DIR/report.json (runtime/outdir.py: DIR is
+    checked writable and locked before any work, and the pair is published in one step)."""
+    with OutputDir(out_dir, log) as out:
+        return _run(path, out, seed, progress, log, kernels)
+
+
+def _run(path: str | Path, out: OutputDir, seed: int, progress, log, kernels: str) -> dict:
     t_start = time.perf_counter()
     timings = {}
     fe = frontend(path)
@@ -83,10 +91,8 @@ def run(path: str | Path, out_dir: str | Path, seed: int = 0, progress=None, log
                                                                            if k.startswith("y_")}, state)
     timings["evaluate"] = time.perf_counter() - t
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     program_text = explain(r)
-    artifact.save(out / "model.mlc", r, state, graph, result.params, program_text)
+    out.write_model(lambda p: artifact.save(p, r, state, graph, result.params, program_text))
     timings["total"] = time.perf_counter() - t_start
     report = {
         "program": str(path),
@@ -110,8 +116,9 @@ def run(path: str | Path, out_dir: str | Path, seed: int = 0, progress=None, log
         "resolved_program": program_text,
         "parameters": int(sum(np.asarray(p).size for p in result.params.values())),
         "versions": artifact.versions(),
+        "model": {"file": "model.mlc", "sha256": out.model_sha256},  # the model this report describes
     }
-    (out / "report.json").write_text(json.dumps(report, indent=1, default=_json_default))
+    out.publish(json.dumps(report, indent=1, default=_json_default))
     return report
 
 
