@@ -139,7 +139,8 @@ class Predictor:
         try:
             return P.encode_inputs(self.resolved, self.state, table)
         except D.DataError as e:  # a number column with text in it, an infinite value, "1,5"
-            hint = e.hint if e.hint and "declare" not in e.hint else "give a number, or leave the cell empty (None from Python)"
+            hint = e.hint if e.hint and "declare" not in e.hint else \
+                "give a number, or leave the cell empty (None from Python)"
             raise R.RowsError(f"{e.message}; {hint}") from None
         except (pa.ArrowException, OverflowError) as e:
             raise R.RowsError(f"cannot read the rows as the model's inputs ({e})") from None
@@ -199,7 +200,9 @@ def build_graph(manifest: dict, path) -> Graph:
         raise ArtifactError(f"`{path}`: its program cannot be built: {first}") from None
     except RecursionError:
         raise ArtifactError(f"`{path}`: its program is nested too deeply to build") from None
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError, ZeroDivisionError, OverflowError) as e:
+    except MemoryError:
+        raise ArtifactError(f"`{path}`: its program is too large to build in this machine's memory") from None
+    except Exception as e:  # noqa: BLE001 - whatever lowering trips on, the artifact is at fault
         raise ArtifactError(f"`{path}`: its manifest describes a program this mlc cannot build "
                             f"({type(e).__name__}: {e})") from None
 

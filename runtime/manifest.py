@@ -327,7 +327,9 @@ def _input_state(t: str, st, at: _At) -> None:
             _vocab(g("vocab"), at / "vocab")
         if kind == "split":
             _str(g("separator"), at / "separator", nonempty=True)
-        _int(g("vocab_size"), at / "vocab_size", 0)
+        size = _int(g("vocab_size"), at / "vocab_size", 0)
+        if kind != "bpe" and size != len(st["vocab"]):  # ids past the table would be clamped silently
+            (at / "vocab_size").fail(size, f"{len(st['vocab'])}, the length of `vocab`")
         _int(g("max_len"), at / "max_len", 1)
         _int(st.get("buckets", 0), at / "buckets", 0)
         _str(g("encoder"), at / "encoder")

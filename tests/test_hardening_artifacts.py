@@ -358,6 +358,9 @@ MANIFEST_DAMAGE = {
                               "`preprocessing.inputs.passenger_class.vocab[0]` is the number 1; expected text"),
     "bin edges not increasing": (lambda m: m["preprocessing"]["inputs"]["age"].update(edges=[1, 1]) or m,
                                  "`preprocessing.inputs.age.edges` is a list; expected increasing numbers"),
+    "text vocabulary size off by one": (
+        lambda m: m["preprocessing"]["inputs"]["note"].update(vocab_size=m["preprocessing"]["inputs"]["note"][
+            "vocab_size"] + 1) or m, "`preprocessing.inputs.note.vocab_size` is the number"),
     "a column without state": (lambda m: m["preprocessing"]["inputs"].pop("note") and m,
                                "`preprocessing.inputs` lacks the column `note`"),
     "unknown type": (lambda m: m["resolved"]["inputs"][0].update(type="picture") or m,
@@ -416,13 +419,17 @@ def test_bit_flipped_compiled_inference_is_refused(tmp_path, trained):
     # Written before digests were recorded: a program that fails inside XLA is still an ArtifactError.
     manifest = json.loads(members["manifest.json"])
     del manifest["members"]
-    for at in range(470, 490, 4):
-        path = _write(tmp_path / f"old{at}.mlcc", {**members, "manifest.json": json.dumps(manifest),
-                                                    "inference.jax": _flip(blob, at)})
+    refused = []
+    for at in range(400, 2400, 40):  # the exported header, then the StableHLO bytecode (fails inside XLA)
+        path = _write(tmp_path / "old.mlcc", {**members, "manifest.json": json.dumps(manifest),
+                                              "inference.jax": _flip(blob, at)})
         try:
             mlc.load(path).predict(_rows())
-        except ArtifactError:
-            pass
+        except ArtifactError as e:
+            refused.append(str(e))
+            if "inference.jax cannot run" in str(e):
+                break
+    assert "the file is damaged or was written by an incompatible jax" in refused[-1], refused
 
 
 def _bomb(path: Path, members: dict, name: str, size: int) -> Path:
