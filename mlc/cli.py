@@ -157,7 +157,7 @@ def _summary(report: dict, out_dir: str):
     out.print(f"best epoch {tr['best_epoch']} of {tr['epochs_run']} run; "
               f"{tr['rows_per_second']:,.0f} rows/s; total {tm['total']:.1f} s "
               f"(first epoch incl. compile {tm['compile_first_epoch']:.1f} s)")
-    out.print(f"wrote {Path(out_dir) / 'report.json'} and {Path(out_dir) / 'model.mlc'}")
+    out.print(f"wrote {Path(out_dir) / 'report.json'}, {Path(out_dir) / 'model.mlc'} and {Path(out_dir) / 'report.html'}")
 
 
 @main.command()
@@ -165,8 +165,10 @@ def _summary(report: dict, out_dir: str):
 @click.option("--data", "data_file", required=True, type=click.Path(dir_okay=False),
               help="CSV or Parquet file with the input columns.")
 @click.option("--out", "out_file", required=True, type=click.Path(), help="CSV file to write.")
+@click.option("--slices", "with_slices", is_flag=True,
+              help="Add a true/false column `slice_NAME` per slice of the program (to monitor per-slice traffic).")
 @user_errors
-def predict(artifact, data_file, out_file):
+def predict(artifact, data_file, out_file, with_slices):
     """Predict with a trained ARTIFACT (model.mlc) on a data file."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -182,6 +184,8 @@ def predict(artifact, data_file, out_file):
             raise D.DataError(f"`{data_file}` lacks input column(s) {', '.join(missing)} that the model needs")
         cols = model.predict(table)
         meta = cols.metadata
+        if with_slices:
+            cols = {**cols, **_slice_columns(model, table, data_file)}
         # A set output's label probabilities (dicts) and vector outputs (lists) as JSON text cells.
         cols = {k: [json.dumps(v) for v in vs] if vs and isinstance(vs[0], (dict, list)) else vs
                 for k, vs in cols.items()}
@@ -197,6 +201,22 @@ def predict(artifact, data_file, out_file):
             os.close(fd)
         Path(tmp).unlink(missing_ok=True)
     click.echo(f"wrote {table.num_rows} predictions to {out_file}" + _unknown_summary(meta), err=True)  # one line
+
+
+def _slice_columns(model, table, data_file) -> dict[str, list[bool]]:
+    """slice_NAME: whether each row is in the slice, from the conditions the model carries."""
+    from mlc.runtime.slices import mask, parse_condition
+    slices = getattr(getattr(model, "resolved", None), "slices", None) or []
+    if not slices:
+        raise UserError("--slices: the model's program defines no slice")
+    out = {}
+    for sl in slices:
+        cond = parse_condition(sl["condition"])
+        absent = [c.column for c in cond.columns() if c.column not in table.column_names]
+        if absent:
+            raise UserError(f"--slices: slice `{sl['name']}` reads column `{absent[0]}`, which `{data_file}` lacks")
+        out[f"slice_{sl['name']}"] = mask(cond, table).tolist()
+    return out
 
 
 def _prediction_file(out: Path, others: dict[str, Path]) -> tuple[int, str]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -119,7 +120,22 @@ def _run(path: str | Path, out: OutputDir, seed: int, progress, log, kernels: st
         "model": {"file": "model.mlc", "sha256": out.model_sha256},  # the model this report describes
     }
     out.publish(json.dumps(report, indent=1, default=_json_default))
+    _write_html(out.folder, json.loads(json.dumps(report, default=_json_default)), log)
     return report
+
+
+def _write_html(folder: Path, report: dict, log) -> None:
+    """DIR/report.html (mlc/report/page.py), written whole or not at all. It is derived
+    from report.json (`mlc report DIR` rebuilds it), so a failure here only warns."""
+    from mlc.report.page import build
+    target = Path(folder) / "report.html"
+    tmp = target.with_name(f".report.html.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(build(report), encoding="utf-8")
+        tmp.replace(target)
+    except Exception as e:  # noqa: BLE001 - the model and report are already published
+        tmp.unlink(missing_ok=True)
+        log(f"warning: could not write {target} ({type(e).__name__}: {e}); `mlc report {folder}` retries")
 
 
 def _json_default(x):

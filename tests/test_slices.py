@@ -102,3 +102,22 @@ def test_slice_metrics_in_the_report_and_weights_in_the_loss(tmp_path):
     assert abs(weights.mean() - 1) < 1e-6 and np.allclose(weights[is_man] / weights[~is_man][0], 3.0)
     fe.resolved.slices = [dict(sl, weight=1.0) for sl in fe.resolved.slices]
     assert "row_weight" not in lower(fe.resolved, fe.state).inputs
+
+
+def test_run_writes_report_html_and_predict_adds_slice_columns(tmp_path):
+    extra = 'slice young = age < 18\nslice no_age = age is missing\ntrain { epochs = 2 }\n'
+    write_files(tmp_path, {"t.csv": TITANIC, "p.dml": HEAD + extra})
+    r = mlc(tmp_path, "run", "p.dml", "--out", "out", timeout=300)
+    assert r.returncode == 0, r.stderr
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "<h2>Slices</h2>" in page and 'data-chart="slices-survived"' in page
+    r = mlc(tmp_path, "predict", "out/model.mlc", "--data", "t.csv", "--out", "p.csv", "--slices")
+    assert r.returncode == 0, r.stderr
+    import pyarrow.csv as pacsv
+    got = pacsv.read_csv(tmp_path / "p.csv")
+    ages = pacsv.read_csv(tmp_path / "t.csv").column("age").to_pylist()
+    assert got.column("slice_no_age").to_pylist() == [a is None for a in ages]
+    assert got.column("slice_young").to_pylist() == [a is not None and a < 18 for a in ages]
+    write_files(tmp_path, {"noage.csv": "sex,passenger_class\nmale,1st\n"})
+    r = mlc(tmp_path, "predict", "out/model.mlc", "--data", "noage.csv", "--out", "q.csv", "--slices")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
