@@ -135,7 +135,7 @@ class Predictor:
         raise NotImplementedError
 
     def encode(self, table: pa.Table) -> dict[str, np.ndarray]:
-        R.check_table(table, self.resolved.inputs)
+        table = R.check_table(table, self.resolved.inputs, self.state)
         try:
             return P.encode_inputs(self.resolved, self.state, table)
         except D.DataError as e:  # a number column with text in it, an infinite value, "1,5"

@@ -27,6 +27,7 @@ and nested values (lists, structs) where one value is expected are errors.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import math
 import numbers
 from collections.abc import Mapping
@@ -118,7 +119,7 @@ def _numbers(name: str, values: list) -> pa.Array:
             out.append(None)
         elif isinstance(v, (bool, np.bool_)):
             _fail(name, "number", i, v, "give a number (a bool is not read as 1 or 0)")
-        elif isinstance(v, numbers.Real):
+        elif isinstance(v, (numbers.Real, decimal.Decimal)):
             try:
                 out.append(float(v))
             except OverflowError:
@@ -203,11 +204,19 @@ def _dates(name: str, values: list, fmt: str) -> pa.Array:
     return pa.array(out, pa.string())
 
 
-def column(f: dict, st: dict, values: list) -> pa.Array:
+def column(f: dict, st: dict, values: list | np.ndarray) -> pa.Array:
     """One input column of Python values -> the arrow array the preprocessing reads."""
     name, t = f["name"], f["type"]
+    if isinstance(values, np.ndarray):  # a numeric 1-D column: no cell by cell reading
+        if t == "number":
+            return pa.array(values.astype(np.float64), pa.float64())
+        values = values.tolist()
     if t == "number":
+        if all(type(v) is float or type(v) is int for v in values):  # the common case, fast (NaN is missing)
+            return pa.array(values, pa.float64())
         return _numbers(name, values)
+    if all(type(v) is str or v is None for v in values):  # text passes through every reader unchanged
+        return pa.array(values, pa.string())
     if t == "binary":
         return _labels(name, t, values, st.get("values") or [])
     if t == "category":
@@ -224,8 +233,10 @@ def _as_list(name: str, v) -> list:
     if isinstance(v, np.ndarray):
         if v.ndim == 0:
             v = v.item()
+        elif v.ndim > 1:
+            return list(v)
         else:
-            return list(v) if v.ndim > 1 else v.tolist()
+            return v if v.dtype.kind in "iuf" else v.tolist()
     if isinstance(v, (pa.Array, pa.ChunkedArray)):
         return v.to_pylist()
     if isinstance(v, Mapping) or not hasattr(v, "__len__") or not hasattr(v, "__iter__"):
@@ -265,19 +276,33 @@ def python_columns(rows, names: list[str]) -> dict[str, list] | None:
                     f"not {type(rows).__name__}")
 
 
-def check_table(table: pa.Table, inputs: list[dict]) -> None:
-    """Column types a table (or a data file) may not hold for an input."""
+def check_table(table: pa.Table, inputs: list[dict], state: dict | None = None) -> pa.Table:
+    """Column types a table (or a data file) may not hold for an input are errors; list
+    columns of set, sequence and vector inputs (Parquet has them) are joined with the
+    column's separator."""
     missing = [f["name"] for f in inputs if f["name"] not in table.column_names]
     if missing:
         raise RowsError("rows lack input column(s): " + ", ".join(missing))
     for f in inputs:
-        typ = table.schema.field(f["name"]).type
-        if pa.types.is_nested(typ) and not (f["type"] in ("set", "sequence", "vector", "bag")):
-            raise RowsError(f"column `{f['name']}` is a {f['type']} input, but holds {typ} values; a cell is "
-                            "one value")
+        name, typ = f["name"], table.schema.field(f["name"]).type
+        if f["type"] in ("set", "sequence", "vector") and (pa.types.is_list(typ) or pa.types.is_large_list(typ)):
+            child = typ.value_type
+            ok = pa.types.is_string(child) or pa.types.is_large_string(child) if f["type"] != "vector" else \
+                (pa.types.is_integer(child) or pa.types.is_floating(child))
+            if ok and state is not None:
+                sep = state["inputs"][name].get("separator") or " "
+                col = table.column(name).cast(pa.list_(pa.string()))
+                table = table.set_column(table.column_names.index(name), name,
+                                         pc.binary_join(col, sep if sep == " " else sep + " "
+                                                        if f["type"] == "vector" else sep))
+                continue
+        if pa.types.is_nested(typ):
+            raise RowsError(f"column `{name}` is a {f['type']} input, but holds {typ} values; a cell is "
+                            "one value" + (" or its text" if f["type"] in ("set", "sequence", "vector", "bag") else ""))
         if f["type"] == "number" and pa.types.is_boolean(typ):
-            raise RowsError(f"column `{f['name']}` is a number input, but holds booleans; give numbers "
+            raise RowsError(f"column `{name}` is a number input, but holds booleans; give numbers "
                             "(true is not read as 1)")
+    return table
 
 
 def to_table(rows, inputs: list[dict], state: dict) -> pa.Table:
@@ -289,8 +314,7 @@ def to_table(rows, inputs: list[dict], state: dict) -> pa.Table:
         n = len(next(iter(cols.values()))) if cols else 0
         arrays = {f["name"]: column(f, state["inputs"][f["name"]], cols[f["name"]]) for f in inputs}
         table = pa.table(arrays) if arrays else pa.table({"_": pa.nulls(n)})
-    check_table(table, inputs)
-    return table
+    return check_table(table, inputs, state)
 
 
 # ---- how many cells the model reads as <unknown> -----------------------------------------

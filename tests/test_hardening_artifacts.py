@@ -7,6 +7,7 @@ ArtifactError, never a traceback or a memory blow-up."""
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import hashlib
 import io
 import json
@@ -183,7 +184,8 @@ def test_predict_rows_documented_conversions(model):
         _rows(when=dt.datetime(2020, 1, 5)), _rows(when=np.datetime64("2020-01-05")),
         _rows(tags=["female", "1st"]), _rows(tags=("female", "1st")), _rows(vec=[29.0, 1]),
         _rows(vec=np.array([29.0, 1.0])), {k: np.array(v, dtype=object) for k, v in _rows().items()},
-        pd.DataFrame(_rows()), pa.table(_rows()), [dict(ROW)],
+        pd.DataFrame(_rows()), pa.table(_rows()), [dict(ROW)], _rows(age=decimal.Decimal("29")),
+        pa.table({**_rows(), "tags": pa.array([["female", "1st"]]), "vec": pa.array([[29.0, 1.0]])}),  # Parquet lists
     ]
     for rows in same:
         assert model.predict(rows) == base, rows
