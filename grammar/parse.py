@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import lark
-from lark import Lark, Transformer, v_args
+from lark import Lark, Transformer_NonRecursive, Tree, v_args
 
 from mlc.diagnostics import Diagnostic, MlcError, Span
 
@@ -67,6 +67,16 @@ def _span(meta_or_tok) -> Span:
                 getattr(meta_or_tok, "end_line", None), getattr(meta_or_tok, "end_column", None))
 
 
+# How deep constructs may nest (docs/language.md, "Lexical rules"). Later stages walk
+# option values, block expressions and slice conditions recursively; these limits keep
+# them far from Python's recursion limit. Each list or call in an option value is one
+# level; in a block expression or a slice condition each operator, unary `-`, call,
+# list, `and`, `or` and `not` is one level (parentheses alone are not).
+MAX_VALUE_NESTING = 32
+MAX_EXPR_NESTING = 100
+_VALUE_LEVELS = frozenset({"list", "call"})
+_EXPR_LEVELS = frozenset({"e_add", "e_sub", "e_mul", "e_div", "e_neg", "e_call", "e_list", "c_or", "c_and", "c_not"})
+
 # Statement keywords: in an unclosed `{` block the parser reads them as option names.
 KEYWORDS = ("data", "input", "output", "combiner", "train", "block", "slice")
 
@@ -101,7 +111,7 @@ def _unquote(tok, file: str = "<input>") -> str:
 
 
 @v_args(meta=True)
-class _ToAst(Transformer):
+class _ToAst(Transformer_NonRecursive):  # builds the AST without recursion, however deep the tree
     def __init__(self, file: str, source: str):
         super().__init__()
         self.file, self.source = file, source
@@ -278,12 +288,53 @@ def parse(source: str, file: str = "<input>") -> ast.Program:
         raise MlcError(Diagnostic(f"cannot parse the program: {e}", Span(1, 1), file), source) from None
     finally:
         _current.source = None
+    _check_nesting(tree, source, file)
     try:
         return _ToAst(file, source).transform(tree)
     except lark.exceptions.VisitError as e:
         if isinstance(e.orig_exc, _BadEscape):
             raise MlcError(e.orig_exc.diagnostic, source) from None
         raise
+
+
+def _check_nesting(tree: Tree, source: str, file: str) -> None:
+    """Refuse option values and expressions nested deeper than the documented limits,
+    at the first construct past the limit (an iterative walk: no depth is too deep here)."""
+    stack = [(tree, 0, 0)]
+    while stack:
+        node, values, exprs = stack.pop()
+        if not isinstance(node, Tree):
+            continue
+        if node.data in _VALUE_LEVELS:
+            values += 1
+            if values > MAX_VALUE_NESTING:
+                raise MlcError(Diagnostic(
+                    f"this value nests more than {MAX_VALUE_NESTING} levels of lists and calls",
+                    _start(node), file, f"option values may nest at most {MAX_VALUE_NESTING} levels deep"), source)
+        elif node.data in _EXPR_LEVELS:
+            exprs += 1
+            if exprs > MAX_EXPR_NESTING:
+                if node.data.startswith("c_"):
+                    what, hint = "condition", "test many values at once with `column in [...]`, or split it"
+                elif node.data in ("e_add", "e_sub", "e_mul", "e_div"):
+                    what, hint = "expression", ("each `+ - * /` in a chain nests one level; sum the terms in parts "
+                                                "(`a = x1 + x2 + ...`, then `a + ...`)")
+                else:
+                    what, hint = "expression", "give inner parts a name first (`h = relu(x)`, then `relu(h)`)"
+                raise MlcError(Diagnostic(f"this {what} nests more than {MAX_EXPR_NESTING} levels deep",
+                                          _start(node), file, hint), source)
+        stack.extend((c, values, exprs) for c in node.children)
+
+
+def _start(node: Tree) -> Span:
+    """Where a construct starts: a call's name, else its first character."""
+    first = node.children[0] if node.children else None
+    if node.data in ("call", "e_call") and isinstance(first, lark.Token):
+        return Span(first.line, first.column, first.line, first.column + len(first))
+    meta = node.meta
+    if getattr(meta, "empty", True):  # pragma: no cover - every nesting rule matches at least one token
+        return Span(1, 1)
+    return Span(meta.line, meta.column, meta.line, meta.column + 1)
 
 
 def _glued(source: str, file: str, e: _GluedKeyword) -> Diagnostic:

@@ -115,18 +115,190 @@ def apply_op(op, args: list, *, key=None, train: bool = False):
 
 
 def build(graph: Graph, wanted: list[str]):
-    """fn(params, inputs, key, train) -> {output: value} for the wanted outputs."""
+    """fn(params, inputs, key, train) -> {output: value} for the wanted outputs.
+
+    A run of identical layers (the same ops on the same shapes, each layer feeding the next,
+    with its own parameters: `h = h + relu(dense(layernorm(h), w))` written 200 times) is
+    traced once as the body of a `lax.scan` over the layers' stacked parameters instead of
+    once per layer. The values are the same; XLA's compile time then stays linear in the
+    depth (unrolled, its fusion pass copies the whole elementwise residual chain, forward
+    and gradient, into every layer's kernels: quadratic, see benchmarks/deep_compile.py)."""
     ops = live_ops(graph, wanted)
+    runs = {run.start: run for run in find_runs(ops, graph.params, [graph.outputs[w] for w in wanted])}
 
     def fn(params, inputs, key=None, train=False):
         env = dict(params)
         env.update(inputs)
-        for i, op in enumerate(ops):
+        i = 0
+        while i < len(ops):
+            if i in runs:
+                i = runs[i].execute(ops, env, key, train)
+                continue
+            op = ops[i]
             op_key = jax.random.fold_in(key, i) if key is not None and op.opcode == "dropout" else None
             env[op.result] = apply_op(op, [env[a] for a in op.args], key=op_key, train=train)
+            i += 1
         return {w: env[graph.outputs[w]] for w in wanted}
 
     return fn
+
+
+MIN_REPEATS = 8  # layers in a run before it is scanned: shallower graphs are traced as they are
+MAX_PERIOD = 64  # ops in one repeated layer
+
+
+class Run:
+    """`count` consecutive segments of `period` ops from `start`, each the same ops as the
+    one before on its own parameters, reading only its own values, the previous segment's
+    (`carried` offsets) and values defined before the run. The first count - 1 segments run
+    as one lax.scan; the last is traced as usual, so everything after the run sees its
+    values under their own names."""
+
+    def __init__(self, start: int, period: int, count: int, carried: list[int], kinds: list[list[tuple]]):
+        self.start, self.period, self.count, self.carried, self.kinds = start, period, count, carried, kinds
+
+    def execute(self, ops, env: dict, key, train: bool) -> int:
+        s, p, steps = self.start, self.period, self.count - 1
+        slots = [(j, n) for j, ks in enumerate(self.kinds) for n, k in enumerate(ks) if k[0] == "param"]
+        stacked = [jnp.stack([jnp.asarray(env[ops[s + t * p + j].args[n]]) for t in range(steps)])
+                   for j, n in slots]
+        drops = [j for j in range(p) if ops[s + j].opcode == "dropout"]
+        # each dropout draws from fold_in(key, its op index), as when traced one op at a time
+        index = jnp.asarray([[s + t * p + j for j in drops] for t in range(steps)], jnp.uint32).reshape(steps, -1)
+        init = tuple(env[ops[s - p + c].result] for c in self.carried)
+
+        def body(carry, xs):
+            weights, idx = xs
+            slot = dict(zip(slots, weights))
+            local: list = [None] * p
+            for j in range(p):
+                op = ops[s + j]
+                args = []
+                for n, kind in enumerate(self.kinds[j]):
+                    if kind[0] == "local":
+                        args.append(local[kind[1]])
+                    elif kind[0] == "carry":
+                        args.append(carry[self.carried.index(kind[1])])
+                    elif kind[0] == "param":
+                        args.append(slot[(j, n)])
+                    else:
+                        args.append(env[op.args[n]])
+                op_key = None
+                if key is not None and op.opcode == "dropout":
+                    op_key = jax.random.fold_in(key, idx[drops.index(j)])
+                local[j] = apply_op(op, args, key=op_key, train=train)
+            return tuple(local[c] for c in self.carried), None
+
+        carry, _ = jax.lax.scan(body, init, (stacked, index))
+        last = s + (steps - 1) * p
+        for c, v in zip(self.carried, carry):
+            env[ops[last + c].result] = v
+        return s + steps * p
+
+
+def find_runs(ops: list, params, outputs: list[str]) -> list[Run]:
+    """Runs of at least MIN_REPEATS identical segments in `ops` (see Run), not overlapping;
+    linear in len(ops) for each period tried.
+
+    Op i + p repeats op i when both have the same opcode, attributes and type, and their
+    arguments correspond: the same input, constant or distant value (read by every layer,
+    like the block's `x`), parameters of the same type, or values the same distance back
+    (less than two periods: the same layer or the one before)."""
+    n = len(ops)
+    if n < 2 * MIN_REPEATS:
+        return []
+    index = {op.result: i for i, op in enumerate(ops)}
+    base = [(op.opcode, repr(sorted(op.attrs.items())), op.type, len(op.args)) for op in ops]
+    users: dict[str, list[int]] = {}
+    for i, op in enumerate(ops):
+        for a in op.args:
+            users.setdefault(a, []).append(i)
+    outputs = set(outputs)
+
+    def kind(a: str, i: int, p: int) -> tuple:
+        if a in params:
+            return ("param", params[a].type)
+        k = index.get(a)
+        if k is None or ops[k].opcode == "const" or i - k >= 2 * p:
+            return ("ext", a)  # an input, a constant, or a value from before the layers
+        return ("rel", i - k)
+
+    def same(i: int, p: int) -> bool:
+        return base[i] == base[i + p] and all(
+            kind(a, i, p) == kind(b, i + p, p) for a, b in zip(ops[i].args, ops[i + p].args))
+
+    def validate(s: int, p: int, m: int) -> Run | None:
+        carried: set[int] = set()
+        for t in range(m):
+            seg = s + t * p
+            for j in range(p):
+                for a in ops[seg + j].args:
+                    what = kind(a, seg + j, p)
+                    if what[0] == "param":
+                        continue
+                    if what[0] == "ext":
+                        if a in index and index[a] >= s:
+                            return None  # a value of the run itself, read from further than the previous layer
+                        continue
+                    k = index[a]
+                    if k >= seg:
+                        continue
+                    if k < seg - p:
+                        return None  # two layers back
+                    carried.add(k - (seg - p))
+        for t in range(m - 1):  # only the next segment may read a segment's values
+            for j in range(p):
+                r = ops[s + t * p + j].result
+                if r in outputs or any(not s + t * p <= u < s + (t + 2) * p for u in users.get(r, ())):
+                    return None
+        for c in carried:  # the values the first segment reads from before the run
+            if s - p + c < 0 or ops[s - p + c].type != ops[s + c].type:
+                return None
+        kinds = []
+        for j in range(p):
+            ks = []
+            for a in ops[s + j].args:
+                what = kind(a, s + j, p)
+                if what[0] in ("param", "ext"):
+                    ks.append((what[0],))
+                elif index[a] >= s:
+                    ks.append(("local", index[a] - s))
+                else:
+                    ks.append(("carry", index[a] - (s - p)))
+            kinds.append(ks)
+        return Run(s, p, m, sorted(carried), kinds)
+
+    candidates = []
+    covered = [False] * n  # by a run of a shorter period: a multiple of it adds nothing
+    for p in range(1, min(MAX_PERIOD, n // MIN_REPEATS) + 1):
+        i = 0
+        while i + p < n:
+            if covered[i] or not same(i, p):
+                i += 1
+                continue
+            j = i
+            while j + p < n and same(j, p):
+                j += 1
+            # ops i .. j - 1 each match the op p later: segments of p ops from i up to j + p
+            for start in range(i, min(i + p, j)):
+                m = (j + p - start) // p
+                if m < MIN_REPEATS:
+                    break
+                run = validate(start, p, m)
+                if run is not None:
+                    candidates.append(run)
+                    covered[start:start + m * p] = [True] * (m * p)
+                    break
+            i = j + 1
+    taken = [False] * n
+    chosen = []
+    for run in sorted(candidates, key=lambda r: (-(r.count * r.period), r.period, r.start)):
+        lo, hi = run.start - run.period, run.start + run.count * run.period
+        if not any(taken[max(0, lo):hi]):
+            chosen.append(run)
+            for k in range(max(0, lo), hi):
+                taken[k] = True
+    return chosen
 
 
 def init_params(graph: Graph, key) -> dict[str, jax.Array]:

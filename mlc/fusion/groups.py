@@ -17,6 +17,7 @@ every param (family `<optimizer>_update`), which a back end implements as one ke
 """
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 
 from mlc.ir.graph import Graph, Group, Op, TensorType, clone, consumers
@@ -66,18 +67,26 @@ class _Partition:
         self.gid = {r: r for r in self.ops}
         self.members = {r: {r} for r in self.ops}
         self.saved = {r: cost.Benefit(0, 0) for r in self.ops}
+        # each group's first and last op in graph order, to bound path searches
+        self.first = dict(self.index)
+        self.last = dict(self.index)
 
     def succ(self, group: str) -> set[str]:
         return {self.gid[u] for m in self.members[group] for u in self.users.get(m, ())} - {group}
 
     def path_via_other(self, a: str, b: str) -> bool:
-        """Is there a path a -> X -> ... -> b with X another kernel? (merging would close a cycle)"""
+        """Is there a path a -> X -> ... -> b with X another kernel? (merging would close a cycle)
+
+        Every op a group reaches comes after that group's first op in graph order, so a
+        group whose first op is after b's last op cannot reach b: the search stays near
+        a and b instead of walking the rest of the graph (linear planning on deep graphs)."""
+        limit = self.last[b]
         stack, seen = [x for x in self.succ(a) if x != b], set()
         while stack:
             x = stack.pop()
             if x == b:
                 return True
-            if x not in seen:
+            if x not in seen and self.first[x] <= limit:
                 seen.add(x)
                 stack.extend(self.succ(x))
         return False
@@ -96,7 +105,7 @@ class _Partition:
             if err:
                 return err
         err = legality.group_error(merged, self.ops, self.users, self.outputs, self.types,
-                                   focus=cand.b if cand.kind == "edge" else None)
+                                   focus=cand.b if cand.kind == "edge" else None, index=self.index)
         if err:
             return err
         if self.path_via_other(ga, gb) or self.path_via_other(gb, ga):
@@ -107,6 +116,8 @@ class _Partition:
         ga, gb, benefit = self.gid[cand.a], self.gid[cand.b], cand.benefit
         keep, drop = sorted((ga, gb), key=self.index.__getitem__)
         self.members[keep] |= self.members.pop(drop)
+        self.first[keep] = min(self.first[keep], self.first.pop(drop))
+        self.last[keep] = max(self.last[keep], self.last.pop(drop))
         b1, b2 = self.saved[keep], self.saved.pop(drop)
         self.saved[keep] = cost.Benefit(b1.bytes_saved + b2.bytes_saved + benefit.bytes_saved,
                                         b1.kernels_saved + b2.kernels_saved + benefit.kernels_saved)
@@ -169,14 +180,23 @@ def _schedule(member_lists: list[list[str]], ops: dict[str, Op]) -> list[list[st
     of = {r: k for k, ms in enumerate(member_lists) for r in ms}
     deps = {k: {of[a] for r in ms for a in ops[r].args if a in of and of[a] != k}
             for k, ms in enumerate(member_lists)}
-    done, out = set(), []
-    while len(out) < len(member_lists):
-        ready = [k for k in deps if k not in done and deps[k] <= done]
-        if not ready:
-            raise ValueError("kernel groups depend on each other in a cycle")
-        k = min(ready, key=lambda k: index[member_lists[k][0]])
-        done.add(k)
+    waiting = {k: len(d) for k, d in deps.items()}
+    readers: dict[int, list[int]] = {}
+    for k, d in deps.items():
+        for j in d:
+            readers.setdefault(j, []).append(k)
+    ready = [(index[member_lists[k][0]], k) for k, n in waiting.items() if n == 0]
+    heapq.heapify(ready)
+    out = []
+    while ready:  # Kahn's algorithm, the earliest ready kernel (in graph order) first
+        _, k = heapq.heappop(ready)
         out.append(member_lists[k])
+        for j in readers.get(k, ()):
+            waiting[j] -= 1
+            if waiting[j] == 0:
+                heapq.heappush(ready, (index[member_lists[j][0]], j))
+    if len(out) < len(member_lists):
+        raise ValueError("kernel groups depend on each other in a cycle")
     return out
 
 

@@ -150,13 +150,15 @@ def edge_error(p: Op, c: Op, arg_index: int, users: list[str], merged: set[str],
 
 
 def group_error(members: set[str], ops: dict[str, Op], users: dict[str, list[str]], outputs: set[str],
-                types: dict, focus: str | None = None) -> str | None:
-    """None if these ops may form one kernel, else the first reason they may not."""
-    for r in (r for r in ops if r in members):  # in op order, for a stable first reason
+                types: dict, focus: str | None = None, index: dict[str, int] | None = None) -> str | None:
+    """None if these ops may form one kernel, else the first reason they may not.
+    index: each op's position in `ops` (given, the members are ordered without walking every op)."""
+    ordered = sorted(members, key=index.__getitem__) if index is not None else [r for r in ops if r in members]
+    for r in ordered:  # in op order, for a stable first reason
         c = ops[r]
         for i, a in enumerate(c.args):
             if a in members:
                 err = edge_error(ops[a], c, i, users.get(a, []), members, outputs)
                 if err:
                     return err
-    return template_error([ops[r] for r in ops if r in members], types, focus)
+    return template_error([ops[r] for r in ordered], types, focus)
