@@ -102,3 +102,27 @@ def test_report_renders_in_a_browser(runs, tmp_path):
     assert pixels.std() > 0.05  # not a blank page
     blue = np.abs(pixels - np.array([0x2b, 0x6c, 0xb0]) / 255).sum(-1) < 0.08
     assert blue.sum() > 500  # the charts' lines were drawn
+
+
+@pytest.fixture(scope="module")
+def every_example(tmp_path_factory):
+    """Every shipped example trained for one epoch (in process), with its report.html."""
+    from mlc.runtime.run import run
+    folder = tmp_path_factory.mktemp("examples")
+    shutil.copytree(EXAMPLES / "data", folder / "data")
+    out = {}
+    for program in sorted(EXAMPLES.glob("*.dml")):
+        (folder / program.name).write_text(program.read_text() + "\ntrain { epochs = 1 }\n")
+        out[program.stem] = run(folder / program.name, folder / "out" / program.stem, log=lambda m: None)
+    return folder / "out", out
+
+
+def test_report_and_compare_work_on_every_example(every_example, tmp_path):
+    from mlc.report import compare
+    folder, reports = every_example
+    for name, report in reports.items():
+        page = (folder / name / "report.html").read_text()
+        kinds = [o["type"] for o in report["resolved"]["outputs"]]
+        assert len(re.findall(r'<figure class="chart"', page)) == 1 + sum(CHARTS[k] for k in kinds), name
+    out = compare.write([folder / n for n in reports], tmp_path / "all.html")
+    assert all(f"<th>{n}</th>" in out.read_text() for n in reports)
