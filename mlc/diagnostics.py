@@ -126,13 +126,15 @@ class UserError(Exception):
     its text has long names cut like a diagnostic's."""
 
     def __str__(self) -> str:
-        return shorten_text(super().__str__())
+        # Paths in these messages are quoted too: they keep up to MAX_WORD characters.
+        return shorten_text(super().__str__(), name_limit=MAX_WORD)
 
 
-def shorten_text(text: str) -> str:
+def shorten_text(text: str, name_limit: int = MAX_NAME) -> str:
     """Very long names and runs without spaces cut (a count of their characters kept),
     and the whole text to at most MAX_MESSAGE characters; newlines stay."""
-    text = _LONG_NAME.sub(lambda m: f"`{_cut(m.group(1), MAX_NAME)}`", text)
+    text = _LONG_NAME.sub(lambda m: f"`{_cut(m.group(1), name_limit)}`" if len(m.group(1)) > name_limit
+                          else m.group(), text)
     text = _LONG_WORD.sub(lambda m: _cut(m.group(), MAX_WORD), text)
     return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 3] + "..."
 
