@@ -126,8 +126,9 @@ class UserError(Exception):
     its text has long names cut like a diagnostic's."""
 
     def __str__(self) -> str:
-        # Paths in these messages are quoted too: they keep up to MAX_WORD characters.
-        return shorten_text(super().__str__(), name_limit=MAX_WORD)
+        # Paths in these messages are quoted too: they keep about 200 characters (under MAX_WORD,
+        # so the cut name is not cut again as a long word).
+        return shorten_text(super().__str__(), name_limit=MAX_WORD - 40)
 
 
 def shorten_text(text: str, name_limit: int = MAX_NAME) -> str:
