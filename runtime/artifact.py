@@ -161,6 +161,7 @@ class Predictor:
         encoded = self.encode(table)
         unknown, tokens = R.unknown_counts(self.resolved.inputs, self.state, table, encoded)
         raw = self.run(encoded, n)
+        check_scores(raw)
         raw = {k: (v[:, 0] if v.ndim == 2 and v.shape[1] == 1 else v) for k, v in raw.items()}
         return Predictions(P.decode_outputs(self.resolved, self.state, raw),
                            {"rows": n, "unknown": unknown, "unknown_tokens": tokens})
@@ -236,7 +237,30 @@ def _read_weights(z: zipfile.ZipFile, manifest: dict, graph: Graph) -> dict[str,
                 params[name] = np.load(io.BytesIO(raw), allow_pickle=False)
             except (ValueError, OSError, EOFError) as e:
                 raise M.ManifestError(f"weights.npz: parameter `{name}` cannot be read ({e})") from None
+            _check_finite(name, params[name])
     return params
+
+
+def _check_finite(name: str, value: np.ndarray):
+    """A NaN or infinite weight makes every prediction NaN, which would decode to some label
+    without a word: refuse such a model at load (training never writes one)."""
+    if value.dtype.kind not in "fiu":
+        raise M.ManifestError(f"weights.npz: parameter `{name}` holds {value.dtype} values, not numbers")
+    if value.dtype.kind == "f" and not np.isfinite(value).all():
+        bad = int((~np.isfinite(value)).sum())
+        raise M.ManifestError(f"weights.npz: parameter `{name}` holds {bad} NaN or infinite values; "
+                              "the model cannot give meaningful predictions (retrain it)")
+
+
+def check_scores(raw: dict[str, np.ndarray]):
+    """Scores must be finite before they are decoded to labels or numbers: a NaN would
+    silently become the first class or a NaN number."""
+    for name, v in raw.items():
+        if v.dtype.kind == "f" and not np.isfinite(v).all():
+            bad = int((~np.isfinite(v)).reshape(len(v), -1).any(axis=1).sum())
+            raise ArtifactError(f"the model gave NaN or infinite scores for output `{name}` on {bad} of "
+                                f"{len(v)} rows; no predictions were made (the model or its inputs are out "
+                                "of the range it can compute)")
 
 
 def load(path: str | Path) -> Model:

@@ -481,3 +481,57 @@ def test_zip_bomb_members_are_refused_before_reading(tmp_path, trained, monkeypa
     path = _bomb(tmp_path / "manifest.mlc", members, "manifest.json", 4 << 20)
     with pytest.raises(ArtifactError, match="manifest.json would expand to 4.0 MiB, more than the 1.0 MiB"):
         mlc.load(path)
+
+
+def _with_weights(tmp_path: Path, trained: Path, change) -> Path:
+    """model.mlc with its weights changed by `change(name, array)` and the manifest resealed:
+    what a buggy writer or a careful tamperer would leave, which digests cannot catch."""
+    members = _members(trained / "out" / "model.mlc")
+    with zipfile.ZipFile(io.BytesIO(members["weights.npz"])) as z:
+        arrays = {n[:-4]: np.load(io.BytesIO(z.read(n)), allow_pickle=False) for n in z.namelist()}
+    first = sorted(arrays)[0]
+    arrays[first] = change(arrays[first])
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    manifest = json.loads(members["manifest.json"])
+    members["weights.npz"] = buf.getvalue()
+    manifest["members"]["weights.npz"] = M.describe_members({"weights.npz": buf.getvalue()})["weights.npz"]
+    members["manifest.json"] = json.dumps(manifest)
+    return _write(tmp_path / "m.mlc", members)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_non_finite_weights_are_refused_at_load(tmp_path, trained, value):
+    def poison(a):
+        a = a.copy()
+        a.flat[0] = value
+        return a
+    path = _with_weights(tmp_path, trained, poison)
+    with pytest.raises(ArtifactError, match="1 NaN or infinite values"):
+        mlc.load(path)
+    r = cli(tmp_path, "predict", str(path), "--data", str(trained / "rich.csv"), "--out", "p.csv")
+    assert r.returncode == 1 and "NaN or infinite" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_weights_that_are_not_numbers_are_refused(tmp_path, trained):
+    path = _with_weights(tmp_path, trained, lambda a: a.astype(bool))
+    with pytest.raises(ArtifactError, match="values, not numbers"):
+        mlc.load(path)
+
+
+def test_non_finite_scores_are_refused_not_decoded(model):
+    """Scores that overflow (here: the forward pass made to return NaN for one row) never
+    become a label: predict refuses the batch and says how many rows."""
+    real = model.forward
+
+    def nan_for_second_row(encoded):
+        out = real(encoded)
+        return {k: np.where(np.arange(len(v)).reshape(-1, *([1] * (v.ndim - 1))) == 1, np.nan, v)
+                for k, v in out.items()}
+    model.forward = nan_for_second_row
+    try:
+        with pytest.raises(ArtifactError, match="on 1 of 3 rows"):
+            model.predict([ROW, ROW, ROW])
+    finally:
+        del model.forward
