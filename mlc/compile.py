@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from mlc import spec
-from mlc.diagnostics import Diagnostic, MlcError
+from mlc.diagnostics import Diagnostic, MlcError, render_all
 from mlc.grammar.parse import parse
 from mlc.passes.check import Checked, check
 from mlc.passes.check_data import check_data, load_data
@@ -30,8 +30,8 @@ class Frontend:
     uninformative: dict = field(default_factory=dict)  # input -> why its encoding carries no information
 
     def print_warnings(self, echo) -> None:
-        for w in self.warnings:
-            echo(w.render(self.checked.program.source))
+        if self.warnings:  # capped per file like errors (mlc.diagnostics.MAX_PER_FILE)
+            echo(render_all(self.warnings, self.checked.program.source))
 
     @property
     def data_quality(self) -> dict:

@@ -43,6 +43,12 @@ def check_slices(checked: Checked, table: pa.Table, validation_rows) -> list[dic
                 error(f"the data has no column `{c.column}`", c.span, did_you_mean(c.column, table.column_names))
                 ok = False
                 continue
+            if S.is_nested(table.column(c.column)) and c.op not in ("missing", "present"):
+                error(f"`{c.column}` holds several values per cell ({table.column(c.column).type}): a slice "
+                      "compares one value", c.span,
+                      f"use `{c.column} is missing` or `is present`, or slice on another column")
+                ok = False
+                continue
             numeric = S.is_numeric(table.column(c.column))
             for v in c.values:
                 if numeric and isinstance(v, ast.Str):

@@ -22,6 +22,20 @@ def test_thousands_of_duplicates_and_unknown_options_print_the_first_50_and_a_co
     assert len(lines) < 10 * MAX_PER_FILE
 
 
+def test_warnings_are_capped_too(tmp_path):
+    """80 constant inputs: 80 no-information warnings, of which `mlc check` prints 50 and a count."""
+    n, names = 40, [f"c{i}" for i in range(80)]
+    csv = ",".join(names + ["x", "y"]) + "\n" + "".join(
+        ",".join(["1"] * len(names) + [str(i), "yes" if i % 2 else "no"]) + "\n" for i in range(n))
+    program = HEAD + "".join(f"input {c} : number\n" for c in names) + "input x : number\noutput y : binary\n"
+    write_files(tmp_path, {"d.csv": csv, "prog.dml": program})
+    r = mlc(tmp_path, "check", "prog.dml")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.splitlines()
+    assert sum(": warning: " in line for line in lines) == MAX_PER_FILE
+    assert f"prog.dml: note: {80 - MAX_PER_FILE} more warnings not shown (the first 50 of the file are above)" in lines
+
+
 def test_a_100k_character_name_is_never_echoed_in_full(tmp_path):
     name = "a" * 100_000
     write_files(tmp_path, {"d.csv": CSV, "prog.dml": HEAD + f"input {name} : number\ninput {name} : number\n"

@@ -121,3 +121,26 @@ def test_run_writes_report_html_and_predict_adds_slice_columns(tmp_path):
     write_files(tmp_path, {"noage.csv": "sex,passenger_class\nmale,1st\n"})
     r = mlc(tmp_path, "predict", "out/model.mlc", "--data", "noage.csv", "--out", "q.csv", "--slices")
     assert r.returncode == 1 and "Traceback" not in r.stderr
+
+
+def test_slices_on_a_parquet_list_column(tmp_path):
+    """A set column stored as a Parquet list: comparing it is a diagnostic (it used to crash
+    the check casting list<string> to text); `is missing` and `is present` work on it."""
+    import pyarrow.parquet as pq
+    n = 200
+    rng = np.random.default_rng(0)
+    table = pa.table({"tags": [["a", "b"] if i % 3 else None for i in range(n)],
+                      "age": rng.normal(40, 10, n), "y": ["yes" if i % 2 else "no" for i in range(n)]})
+    pq.write_table(table, tmp_path / "t.parquet")
+    head = 'data "t.parquet" split 80/10/10 seed 7\ninput tags : set\ninput age : number\noutput y : binary\n'
+    write_files(tmp_path, {"p.dml": head + 'slice a = tags == "a"\n'})
+    r = mlc(tmp_path, "check", "p.dml")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.first == "p.dml:5:11: error: `tags` holds several values per cell (list<element: string>): a slice " \
+                      "compares one value"
+    assert r.hint == "use `tags is missing` or `is present`, or slice on another column"
+    cond = parse("slice s = tags is missing", "x").slices[0].cond
+    assert S.mask(cond, table).tolist() == [i % 3 == 0 for i in range(n)]
+    write_files(tmp_path, {"p.dml": head + "slice a = tags is missing\n"})
+    r = mlc(tmp_path, "check", "p.dml")
+    assert r.returncode == 0, r.stderr
