@@ -18,6 +18,8 @@ all compilation) and of the evaluator; plus the peak resident memory of the proc
 
 `--unrolled` traces every layer on its own, as mlc did before repeated layers became
 a `lax.scan` (`jax_backend.MIN_REPEATS` set out of reach): the numbers before the fix.
+`--per-tensor-optimizer` updates each parameter tensor on its own, as mlc did before deep
+programs' optimizer ran on one flat vector (`train.FLAT_OPTIMIZER_MIN_TENSORS` out of reach).
 Results: benchmarks/RESULTS.md, "Compile time of deep blocks".
 """
 from __future__ import annotations
@@ -54,7 +56,7 @@ train {{ epochs = 1 }}
 '''
 
 
-def measure(depth: int, width: int, unrolled: bool) -> dict:
+def measure(depth: int, width: int, unrolled: bool, per_tensor: bool = False) -> dict:
     """One depth, in this process."""
     import jax
 
@@ -68,6 +70,9 @@ def measure(depth: int, width: int, unrolled: bool) -> dict:
 
     if unrolled:
         jax_backend.MIN_REPEATS = 10**9
+    if per_tensor:
+        from mlc.runtime import train as T
+        T.FLAT_OPTIMIZER_MIN_TENSORS = 10**9
     out = {"depth": depth}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"deep{depth}.dml"
@@ -114,13 +119,16 @@ def main() -> None:
     ap.add_argument("--depths", type=int, nargs="+", default=[25, 50, 100])
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--unrolled", action="store_true", help="trace every layer (mlc before the fix)")
+    ap.add_argument("--per-tensor-optimizer", action="store_true",
+                    help="update each parameter tensor on its own (mlc before the flat optimizer)")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure one depth, print JSON
     args = ap.parse_args()
     if args.one is not None:
-        print(json.dumps(measure(args.one, args.width, args.unrolled)))
+        print(json.dumps(measure(args.one, args.width, args.unrolled, args.per_tensor_optimizer)))
         return
     print(f"# {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, {platform.python_version()}, {os.cpu_count()} CPUs, "
-          f"load {os.getloadavg()[0]:.1f}, {'unrolled' if args.unrolled else 'repeated layers scanned'}")
+          f"load {os.getloadavg()[0]:.1f}, {'unrolled' if args.unrolled else 'repeated layers scanned'}, "
+          f"{'per-tensor' if args.per_tensor_optimizer else 'flat (from 64 tensors)'} optimizer")
     cols = ["depth", "ops", "frontend_s", "lower_s", "passes_s", "fuse_s", "find_runs_s", "scanned_layers",
             "trace_grad_s", "first_epoch_s", "evaluator_s", "peak_rss_mb"]
     print("| " + " | ".join(cols) + " |")
@@ -129,6 +137,8 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--one", str(depth), "--width", str(args.width)]
         if args.unrolled:
             cmd.append("--unrolled")
+        if args.per_tensor_optimizer:
+            cmd.append("--per-tensor-optimizer")
         t = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if proc.returncode != 0:

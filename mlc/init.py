@@ -51,9 +51,23 @@ def _looks_like(col: pa.ChunkedArray, values: list[str]) -> tuple[str, str] | No
     return None
 
 
+SPLIT_VALUES = {"train", "validation", "test"}
+
+
+def _is_split_column(col: pa.ChunkedArray) -> bool:
+    """Text holding only train/validation/test (the names `split by` reads), train among them
+    and every cell filled: the rows' split, already decided."""
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or
+            pa.types.is_dictionary(col.type)) or col.null_count:
+        return False
+    values = set(D.distinct(D.as_strings(col)))
+    return "train" in values and len(values) >= 2 and values <= SPLIT_VALUES
+
+
 def starter_program(path: Path, targets: list[str], program_path: Path | None = None) -> str:
-    try:
-        table = D.read_table(path)
+    from mlc.passes.check_data import MAX_BAD_SHARE
+    try:  # malformed lines are left out as `mlc check` and `mlc run` leave them out (up to 1%)
+        table, skipped = D.read_table_skipping(path, MAX_BAD_SHARE)
     except D.DataError as e:
         raise MlcError(Diagnostic(e.message, hint=e.hint)) from None
     for t in targets:
@@ -65,10 +79,24 @@ def starter_program(path: Path, targets: list[str], program_path: Path | None = 
         rel = path.resolve().relative_to(base.resolve())
     except ValueError:
         rel = path.resolve()
+    split = next((name for name in table.column_names if name not in targets and _is_split_column(table.column(name))),
+                 None)
     lines = [f"# Starter program for {path.name}, written by `mlc init`.",
-             "# Check the inferred types, then: mlc explain / mlc run", f'data "{rel.as_posix()}"', ""]
+             "# Check the inferred types, then: mlc explain / mlc run"]
+    if skipped:
+        shown = ", ".join(str(r["line"]) for r in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+        lines.append(f"# {len(skipped)} malformed line{'s' if len(skipped) > 1 else ''} (wrong number of fields) "
+                     f"left out: {shown}; fix them in the file to use them")
+    if split:
+        lines += [f"# `{split}` holds only train/validation/test: it says which split each row belongs to,",
+                  "# so it splits the rows; as an input it would leak the split into the model",
+                  f'data "{rel.as_posix()}" split by {split}', ""]
+    else:
+        lines += [f'data "{rel.as_posix()}"', ""]
     rows = []
     for name in table.column_names:
+        if name == split:
+            continue
         role = "output" if name in targets else "input"
         if not name.isidentifier() or not name.isascii():
             rows.append((f"# {role} {name}", "", "not a valid name in .dml: rename the column to use it"))

@@ -111,7 +111,8 @@ def check_data(checked: Checked, table: pa.Table, skipped: list[dict] | None = N
             if f.type == "binary" and f.role == "output":
                 fact["positive"] = _positive(checked, f, values, error)
         if fact.get("bad") is not None and fact["bad"].any():
-            if not _bad_cells(f, col, fact, table.num_rows, error, [r["line"] for r in skipped or []]):
+            if not _bad_cells(f, col, fact, table.num_rows, error, [r["line"] for r in skipped or []],
+                              data_path(checked)):
                 continue
         facts[f.name] = fact
     if diags:
@@ -119,12 +120,12 @@ def check_data(checked: Checked, table: pa.Table, skipped: list[dict] | None = N
     return facts
 
 
-def _bad_cells(f: ast.Feature, col, fact: dict, rows: int, error, skipped_lines: list) -> bool:
+def _bad_cells(f: ast.Feature, col, fact: dict, rows: int, error, skipped_lines: list, path: Path) -> bool:
     """Cells that do not parse for the column's type: up to 1% become missing (recorded in
     fact["bad_cells"] for the warning and report.json); more is an error. False on error."""
     where = np.flatnonzero(fact.pop("bad"))
     texts = D.as_strings(col.take(pa.array(where[:3], type=pa.int64())))
-    lines = D.lines_of(where[:3], skipped_lines)
+    lines = D.lines_of(where[:3], skipped_lines, path)
     examples = [{"row": int(i) + 1, "line": int(n), "value": v} for i, n, v in zip(where[:3], lines, texts)]
     shown = ", ".join(f"{_quote(e['value'])} (line {e['line']})" for e in examples)
     share = len(where) / max(rows, 1)

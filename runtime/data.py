@@ -6,6 +6,7 @@ the `data` statement (file problems) or at the feature line (column problems).
 from __future__ import annotations
 
 import codecs
+import csv
 import os
 import re
 from pathlib import Path
@@ -66,8 +67,12 @@ def read_table_skipping(path: Path, max_share: float) -> tuple[pa.Table, list[di
                                 "a CSV file starts with a header line naming the columns")
             # One reader thread: the invalid-row handler is a Python callback, and pyarrow's
             # worker threads calling it could abort the process at exit after an error.
+            # Quoted line breaks are valid CSV (RFC 4180) and common in text columns; pyarrow
+            # reads them only when told, at no cost here since one thread reads anyway
+            # (benchmarks/RESULTS.md, "Reading CSV with line breaks in values").
             table = pacsv.read_csv(path, read_options=pacsv.ReadOptions(use_threads=False),
                                    parse_options=pacsv.ParseOptions(
+                newlines_in_values=True,
                 invalid_row_handler=lambda row: bad_rows.append(row) or "skip"),
                 convert_options=pacsv.ConvertOptions(null_values=NULL_VALUES, strings_can_be_null=True))
         else:
@@ -133,18 +138,52 @@ def _check_text(path: Path, chunk: int = 1 << 20) -> None:
             first = False
 
 
-def lines_of(rows: np.ndarray, skipped_lines: list[int]) -> np.ndarray:
-    """The line of the file of each table row (0-based), one header line assumed, counting
-    the lines that were skipped before it (rows spanning several lines are not seen)."""
-    out = np.asarray(rows, np.int64) + 2
+def lines_of(rows: np.ndarray, skipped_lines: list[int], path: Path | None = None) -> np.ndarray:
+    """The line of the file where each table row (0-based) starts. For a CSV file, counted
+    by reading it as CSV up to the last row asked for (a quoted value may span lines, blank
+    and malformed lines are not rows); otherwise one header line and one line a row,
+    counting the lines that were skipped before it."""
+    rows = np.asarray(rows, np.int64)
+    if path is not None and Path(path).suffix.lower() == ".csv" and len(rows):
+        starts = _record_lines(Path(path), int(rows.max()))
+        if starts is not None:
+            return starts[rows]
+    out = rows + 2
     for line in sorted(x for x in skipped_lines if x is not None):
         out = out + (out >= line)
     return out
 
 
+def _record_lines(path: Path, last_row: int) -> np.ndarray | None:
+    """The first line of table rows 0..last_row, reading the file as pyarrow does: the header,
+    then records, leaving out blank lines and records with the wrong number of fields."""
+    csv.field_size_limit(1 << 30)
+    starts: list[int] = []
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None:
+                return None
+            line = reader.line_num + 1  # where the next record starts
+            for record in reader:
+                if len(record) == len(header):
+                    starts.append(line)
+                    if len(starts) > last_row:
+                        break
+                line = reader.line_num + 1
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    return np.asarray(starts, np.int64) if len(starts) > last_row else None
+
+
 def _bad_lines(path: Path, rows: list) -> list[int | None]:
-    """The line of the file of each row pyarrow could not read, in order (pyarrow does not
-    know line numbers); None where the text is not found on one line."""
+    """The line of the file where each row pyarrow could not read starts, in order (pyarrow
+    does not know line numbers): the malformed records found reading the file as CSV when
+    they are as many, else each row's text looked up as one line; None where not found."""
+    records = _malformed_record_lines(path)
+    if records is not None and len(records) == len(rows):
+        return records
     wanted: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
         wanted.setdefault(r.text, []).append(i)
@@ -157,6 +196,24 @@ def _bad_lines(path: Path, rows: list) -> list[int | None]:
                     out[waiting.pop(0)] = n
     except (OSError, UnicodeDecodeError):
         pass
+    return out
+
+
+def _malformed_record_lines(path: Path) -> list[int] | None:
+    """The first line of each non-blank record whose number of fields is not the header's."""
+    csv.field_size_limit(1 << 30)
+    out: list[int] = []
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            line = reader.line_num + 1
+            for record in reader:
+                if record and header is not None and len(record) != len(header):
+                    out.append(line)
+                line = reader.line_num + 1
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
     return out
 
 

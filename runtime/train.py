@@ -33,20 +33,47 @@ def make_schedule(train: dict, total_steps: int):
     return optax.constant_schedule(lr)
 
 
+# From this many parameter tensors on, the optimizer runs on one flat vector (optax.flatten):
+# per tensor, each update adds its own moments and ops and the global norm a chain of adds,
+# which made XLA's compile time superlinear in depth (benchmarks/RESULTS.md, "Compile time of
+# deep blocks"); flat, it is a handful of ops whatever the depth. Below it (every example and
+# most programs) the update stays per tensor: the same math, without the concatenation.
+FLAT_OPTIMIZER_MIN_TENSORS = 64
+
+
 def make_optimizer(train: dict, total_steps: int) -> optax.GradientTransformation:
     opt = train["optimizer"]
     schedule = make_schedule(train, total_steps)
+    clip = [optax.clip_by_global_norm(train["grad_clip"])] if train["grad_clip"] > 0 else []
     if opt["name"] == "adamw":
         # Decay weight matrices only, not biases, norms or embeddings.
         mask = lambda params: {k: (v.ndim == 2 and not k.startswith("embed.")) for k, v in params.items()}  # noqa: E731
-        base = optax.adamw(schedule, b1=opt["b1"], b2=opt["b2"], weight_decay=opt["weight_decay"], mask=mask)
-    elif opt["name"] == "adam":
+        few = _clipped(clip, optax.adamw(schedule, b1=opt["b1"], b2=opt["b2"],
+                                         weight_decay=opt["weight_decay"], mask=mask))
+        # optax.adamw is scale_by_adam, add_decayed_weights, scale_by_learning_rate: the mask
+        # needs the tensors' shapes, so only the first part runs flat
+        many = optax.chain(optax.flatten(optax.chain(*clip, optax.scale_by_adam(b1=opt["b1"], b2=opt["b2"]))),
+                           optax.add_decayed_weights(opt["weight_decay"], mask),
+                           optax.scale_by_learning_rate(schedule))
+        return _by_tensor_count(few, many)
+    if opt["name"] == "adam":
         base = optax.adam(schedule, b1=opt["b1"], b2=opt["b2"])
     else:
         base = optax.sgd(schedule, momentum=opt["momentum"] or None)
-    if train["grad_clip"] > 0:
-        return optax.chain(optax.clip_by_global_norm(train["grad_clip"]), base)
-    return base
+    return _by_tensor_count(_clipped(clip, base), optax.flatten(_clipped(clip, base)))
+
+
+def _clipped(clip: list, base: optax.GradientTransformation) -> optax.GradientTransformation:
+    # the state's structure is what the fused `mlc_adamw` update mirrors: no chain without a clip
+    return optax.chain(*clip, base) if clip else base
+
+
+def _by_tensor_count(few: optax.GradientTransformation, many: optax.GradientTransformation):
+    """`many` for trees of FLAT_OPTIMIZER_MIN_TENSORS tensors or more, else `few` (the count is
+    static under jit, so one of them is traced)."""
+    pick = lambda tree: many if len(jax.tree.leaves(tree)) >= FLAT_OPTIMIZER_MIN_TENSORS else few  # noqa: E731
+    return optax.GradientTransformation(lambda params: pick(params).init(params),
+                                        lambda updates, state, params=None: pick(updates).update(updates, state, params))
 
 
 def output_metrics(resolved: spec.Resolved, preds: dict, targets: dict, state: dict) -> dict:

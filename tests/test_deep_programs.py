@@ -210,3 +210,39 @@ def test_compiled_training_step_grows_linearly_with_depth():
         step = jax.jit(jax.grad(lambda p, x, y: fn(p, {"x": x, "y": y})["loss"]))
         sizes[depth] = step.lower(params, jnp.ones((4, 4)), jnp.ones(4)).compile().as_text().count("\n")
     assert sizes[20] < 1.6 * sizes[10], sizes
+
+
+@pytest.mark.parametrize("name,clip", [("adamw", 1.0), ("adamw", 0.0), ("adam", 1.0), ("sgd", 0.5)])
+def test_flat_optimizer_takes_the_same_steps_as_per_tensor(monkeypatch, name, clip):
+    """Deep programs (FLAT_OPTIMIZER_MIN_TENSORS tensors or more) update on one flat vector so
+    that compile time stays linear in depth; the steps must be those of the per-tensor chain,
+    weight decay on matrices only included."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    from mlc.runtime import train as T
+    cfg = {"optimizer": {"name": name, "lr": 0.01, "b1": 0.9, "b2": 0.999, "weight_decay": 0.1, "momentum": 0.9},
+           "schedule": {"name": "cosine", "warmup": 0.1}, "grad_clip": clip}
+    rng = np.random.default_rng(0)
+    params = {f"layer.{i}.{k}": jnp.asarray(rng.normal(size=s).astype(np.float32))
+              for i in range(20) for k, s in (("w", (6, 6)), ("b", (6,)), ("g", (6,)))}
+    params["embed.x"] = jnp.asarray(rng.normal(size=(5, 6)).astype(np.float32))
+    assert len(params) >= T.FLAT_OPTIMIZER_MIN_TENSORS - 3
+
+    def steps(threshold):
+        monkeypatch.setattr(T, "FLAT_OPTIMIZER_MIN_TENSORS", threshold)
+        opt = T.make_optimizer(cfg, 10)
+        p, s = params, opt.init(params)
+        g_rng = np.random.default_rng(1)
+        for _ in range(4):
+            grads = {k: jnp.asarray(g_rng.normal(size=v.shape).astype(np.float32)) for k, v in p.items()}
+            updates, s = jax.jit(opt.update)(grads, s, p)
+            p = optax.apply_updates(p, updates)
+        return p, s
+    flat, flat_state = steps(1)
+    per_tensor, per_state = steps(10**9)
+    assert len(jax.tree.leaves(flat_state)) < len(jax.tree.leaves(per_state))  # the flat path ran
+    for k in params:
+        np.testing.assert_allclose(flat[k], per_tensor[k], rtol=1e-5, atol=1e-6, err_msg=k)
