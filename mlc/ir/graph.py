@@ -64,7 +64,9 @@ class Graph:
             return self.inputs[value]
         if value in self.params:
             return self.params[value].type
-        for op in self.ops:
+        # newest first: lowering asks for the value it just made, which made a forward
+        # scan quadratic in depth (values are SSA: one op each, so the order is free)
+        for op in reversed(self.ops):
             if op.result == value:
                 return op.type
         raise KeyError(value)
