@@ -83,12 +83,23 @@ def explain(program, fusion):
 @click.option("--kernels", type=click.Choice(["xla", "triton"]), default="xla", show_default=True,
               help="xla: XLA compiles the whole step. triton: each fused group calls its generated Triton "
                    "kernels on a CUDA GPU (elsewhere it runs the group's jax.numpy reference).")
+@click.option("--devices", type=int, default=None,
+              help="Train on at most N local devices [default: every local device] (docs/scaling.md).")
+@click.option("--resume", is_flag=True,
+              help="Continue the run whose checkpoint is in DIR (same program, data and seed).")
+@click.option("--coordinator", default=None, metavar="HOST:PORT",
+              help="Join a multi-process run whose process 0 listens at HOST:PORT ('auto': what the "
+                   "cluster launcher set). Every process runs the same command; process 0 writes DIR.")
+@click.option("--num-processes", type=int, default=None, help="With --coordinator: how many processes.")
+@click.option("--process-id", type=int, default=None, help="With --coordinator: this process's index, from 0.")
 @user_errors
-def run(program, out_dir, seed, kernels):
+def run(program, out_dir, seed, kernels, devices, resume, coordinator, num_processes, process_id):
     """Train PROGRAM, evaluate it, write DIR/report.json and DIR/model.mlc."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from mlc.runtime.devices import distributed_init, process_index
     from mlc.runtime.run import run as run_job
+    distributed_init(coordinator, num_processes, process_id)  # before anything touches a device
     out_dir = out_dir or str(Path("runs") / Path(program).stem)
     bar = Progress(TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("epochs"),
                    TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=err)
@@ -108,13 +119,18 @@ def run(program, out_dir, seed, kernels):
     try:
         if kernels == "triton":
             _check_triton_kernels()
-        report = run_job(program, out_dir, seed, progress, log=lambda m: click.echo(m, err=True), kernels=kernels)
+        report = run_job(program, out_dir, seed, progress, log=lambda m: click.echo(m, err=True), kernels=kernels,
+                         devices=devices, resume=resume)
         if task is not None:
             ran = report["training"]["epochs_run"]
             bar.update(task, total=ran, completed=ran)
     finally:
         if task is not None:
             bar.stop()
+    mesh = report["training"].get("mesh") or {}
+    if mesh.get("processes", 1) > 1 and process_index():  # process 0 writes DIR and prints the summary
+        click.echo(f"process {process_index()} of {mesh['processes']}: trained; process 0 writes {out_dir}", err=True)
+        return
     _summary(report, out_dir)
 
 

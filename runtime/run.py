@@ -18,6 +18,8 @@ from mlc.runtime.curves import output_curves
 from mlc.runtime.outdir import OutputDir
 from mlc.runtime.slices import mask, parse_condition, row_weights
 from mlc.runtime import data as D
+from mlc.runtime import devices as DV
+from mlc.runtime.checkpoint import Checkpoints, fingerprint
 from mlc.runtime import preprocess as P
 from mlc.diagnostics import Diagnostic, MlcError, Span, UserError
 from mlc.runtime.train import Diverged, Evaluator, output_metrics, train
@@ -25,14 +27,35 @@ from mlc.runtime.train import Diverged, Evaluator, output_metrics, train
 SPLITS = ("train", "validation", "test")
 
 
-def run(path: str | Path, out_dir: str | Path, seed: int = 0, progress=None, log=print, kernels: str = "xla") -> dict:
+def run(path: str | Path, out_dir: str | Path, seed: int = 0, progress=None, log=print, kernels: str = "xla",
+        devices: int | None = None, resume: bool = False) -> dict:
     """Train, evaluate, write DIR/model.mlc and DIR/report.json (runtime/outdir.py: DIR is
-    checked writable and locked before any work, and the pair is published in one step)."""
+    checked writable and locked before any work, and the pair is published in one step).
+    devices: at most this many local devices (default: all). resume: continue from DIR's
+    checkpoint (runtime/checkpoint.py). In a multi-process run (runtime/devices.py) every
+    process trains and only process 0 writes."""
+    from mlc.runtime.devices import process_index
+    if process_index() != 0:
+        return _run(path, NoOutput(out_dir), seed, progress, log, kernels, devices, resume)
     with OutputDir(out_dir, log) as out:
-        return _run(path, out, seed, progress, log, kernels)
+        return _run(path, out, seed, progress, log, kernels, devices, resume)
 
 
-def _run(path: str | Path, out: OutputDir, seed: int, progress, log, kernels: str) -> dict:
+class NoOutput:
+    """The output of a process other than 0 in a multi-process run: it writes nothing."""
+
+    def __init__(self, folder):
+        self.folder, self.model_sha256 = Path(folder), None
+
+    def write_model(self, write) -> None:
+        pass
+
+    def publish(self, report_text: str) -> None:
+        pass
+
+
+def _run(path: str | Path, out, seed: int, progress, log, kernels: str,
+         devices: int | None = None, resume: bool = False) -> dict:
     t_start = time.perf_counter()
     timings = {}
     fe = frontend(path)
@@ -54,8 +77,11 @@ def _run(path: str | Path, out: OutputDir, seed: int, progress, log, kernels: st
     verify(graph)
     timings["preprocess"] = time.perf_counter() - t
 
+    layout = DV.layout_for(graph, devices, r.train["batch_size"])
+    checkpoint = Checkpoints(Path(out.folder) / ".mlc" / "checkpoint",
+                             fingerprint(path, r.data_path, seed), resume, log)
     try:
-        result = train(r, graph, state, encoded, seed, progress, kernels)
+        result = train(r, graph, state, encoded, seed, progress, kernels, layout, checkpoint)
     except Diverged as e:  # point at the option most likely to blame
         spans = fe.checked.option_spans
         span = spans.get(e.option) or next((v for k, v in spans.items() if k.startswith(e.option + ".")), None)
@@ -111,6 +137,7 @@ def _run(path: str | Path, out: OutputDir, seed: int, progress, log, kernels: st
                      "stopped_by": result.stopped_by,
                      "early_stop": r.train["early_stop"],
                      "rows_per_second": result.rows_per_second,
+                     "mesh": result.mesh, "resumed_from_epoch": result.resumed_from,
                      "history": result.history},
         "timings_seconds": {k: round(v, 4) for k, v in timings.items()},
         "resolved": r.to_json(),
@@ -119,6 +146,8 @@ def _run(path: str | Path, out: OutputDir, seed: int, progress, log, kernels: st
         "versions": artifact.versions(),
         "model": {"file": "model.mlc", "sha256": out.model_sha256},  # the model this report describes
     }
+    if isinstance(out, NoOutput):
+        return report
     out.publish(json.dumps(report, indent=1, default=_json_default))
     _write_html(out.folder, json.loads(json.dumps(report, default=_json_default)), log)
     return report

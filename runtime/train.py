@@ -145,6 +145,8 @@ class TrainResult:
     steps: int = 0
     rows_per_second: float = 0.0  # training steps only: no compilation, no validation
     stopped_by: str = "epochs"  # "epochs" | "early_stop" | "max_time"
+    mesh: dict = field(default_factory=dict)  # devices.describe: where training ran
+    resumed_from: int = 0  # the epoch of the checkpoint this run continued from (0: none)
 
 
 class Evaluator:
@@ -199,14 +201,21 @@ def loss_builder(graph: Graph, kernels: str = "xla"):
 
 
 def train(resolved: spec.Resolved, graph: Graph, state: dict, splits: dict, seed: int,
-          progress=None, kernels: str = "xla") -> TrainResult:
+          progress=None, kernels: str = "xla", layout=None, checkpoint=None) -> TrainResult:
     """splits: name -> (inputs, targets) numpy dicts. progress(epoch, epochs, info) is called per epoch.
-    kernels: see `loss_builder`."""
+    kernels: see `loss_builder`. layout: a runtime.devices.Layout (default: every local device).
+    checkpoint: a runtime.checkpoint.Checkpoints, saved after every epoch and resumed from."""
+    from mlc.runtime import devices as DV
     cfg = resolved.train
     train_inputs, train_targets = splits["train"]
-    data = {k: jnp.asarray(v) for k, v in {**train_inputs, **train_targets}.items()}
-    n = len(next(iter(data.values())))
+    host = {**train_inputs, **train_targets}
+    n = len(next(iter(host.values())))
     batch = min(cfg["batch_size"], n)
+    if layout is None:
+        layout = DV.layout_for(graph, None, batch)
+    # The rows are replicated on every device (this path runs when they fit): each device
+    # gathers its slice of each batch locally, and only gradients cross devices.
+    data = {k: DV.put(v, layout.replicated()) for k, v in host.items()}
     steps = max(1, n // batch)  # drop the ragged last batch: every step sees a full batch
     epochs = cfg["epochs"]
     total_steps = min(steps * epochs, 2**31 - 1)  # optax counts steps in int32
@@ -220,7 +229,9 @@ def train(resolved: spec.Resolved, graph: Graph, state: dict, splits: dict, seed
     def step(carry, idx):
         params, opt_state, key, data = carry
         key, sub = jax.random.split(key)
-        batch_data = {k: v[idx] for k, v in data.items()}
+        # the global batch, split over the mesh's `data` axis: XLA partitions the step and
+        # all-reduces the gradients (the result is the one-device result up to rounding)
+        batch_data = {k: jax.lax.with_sharding_constraint(v[idx], layout.batch()) for k, v in data.items()}
         loss, grads = jax.value_and_grad(loss_of)(params, batch_data, sub)
         if fused is not None:
             params, opt_state = fused.update(grads, opt_state, params)
@@ -231,7 +242,6 @@ def train(resolved: spec.Resolved, graph: Graph, state: dict, splits: dict, seed
 
     # The data is an argument, not a closure: captured arrays would be baked into the
     # compiled program as constants (slow to compile, and a copy per program).
-    @jax.jit
     def run_epoch(params, opt_state, key, data):
         key, perm_key = jax.random.split(key)
         perm = jax.random.permutation(perm_key, n)[: steps * batch].reshape(steps, batch)
@@ -247,7 +257,12 @@ def train(resolved: spec.Resolved, graph: Graph, state: dict, splits: dict, seed
     key = jax.random.PRNGKey(seed)
     key, init_key = jax.random.split(key)
     params = jax_backend.init_params(graph, init_key)
-    opt_state = optimizer.init(params)
+    params = {k: DV.put(np.asarray(v), layout.param_sharding(k)) for k, v in params.items()}
+    key = DV.put(np.asarray(key), layout.replicated())
+    opt_state = DV.spread(jax.jit(optimizer.init)(params), layout)
+    # Outputs keep the inputs' shardings, so every epoch reuses the first epoch's program.
+    shardings = jax.tree.map(lambda a: a.sharding, (params, opt_state, key))
+    run_epoch = jax.jit(run_epoch, out_shardings=(*shardings, layout.replicated()))
     evaluate = Evaluator(graph, [w for w in graph.outputs if w.startswith("pred.")])
     val_inputs, val_targets = splits["validation"]
 
@@ -256,17 +271,24 @@ def train(resolved: spec.Resolved, graph: Graph, state: dict, splits: dict, seed
     higher = spec.HIGHER_IS_BETTER.get(name, False) and metric != "val.loss"
     best, best_params, best_epoch, history = None, params, 0, []
     patience = cfg["early_stop"]["patience"]
+    first, stopped_by = 1, "epochs"
+    restored = checkpoint.restore({"params": params, "opt_state": opt_state, "key": key}) if checkpoint else None
+    if restored is not None:  # continue where the checkpointed run stopped (runtime/checkpoint.py)
+        tree, meta = restored
+        params, opt_state, key, best_params = tree["params"], tree["opt_state"], tree["key"], tree["best_params"]
+        best, best_epoch, history = meta["best"], meta["best_epoch"], meta["history"]
+        first, stopped_by = meta["epoch"] + 1, meta.get("stopped_by") or "epochs"
     if progress:
         progress(0, epochs, None)  # compiling the first epoch
     t0 = time.perf_counter()
     compile_seconds = step_seconds = 0.0
-    epoch = 0
-    stopped_by = "epochs"
-    for epoch in range(1, epochs + 1):
+    epoch = first - 1
+    # a checkpoint of a finished run (killed before its report was written) trains no more
+    for epoch in range(first, epochs + 1 if stopped_by == "epochs" else first):
         t_epoch = time.perf_counter()
         params, opt_state, key, train_loss = run_epoch(params, opt_state, key, data)
         train_loss = float(train_loss)
-        if epoch == 1:
+        if epoch == first:
             compile_seconds = time.perf_counter() - t_epoch
         else:
             step_seconds += time.perf_counter() - t_epoch
@@ -274,7 +296,7 @@ def train(resolved: spec.Resolved, graph: Graph, state: dict, splits: dict, seed
             raise diverged(epoch, f"the training loss is {train_loss}")
         if not bool(finite(params)):
             raise diverged(epoch, "some parameters are no longer finite numbers")
-        val_preds = evaluate(params, val_inputs)
+        val_preds = evaluate(DV.local(params), val_inputs)
         if not all(np.isfinite(v).all() for v in val_preds.values()):
             raise diverged(epoch, "the model predicts non-finite values on the validation split")
         val = output_metrics(resolved, val_preds, val_targets, state)
@@ -289,10 +311,17 @@ def train(resolved: spec.Resolved, graph: Graph, state: dict, splits: dict, seed
                                      "best": best, "best_epoch": best_epoch})
         if epoch - best_epoch >= patience:
             stopped_by = "early_stop"
-            break
-        if cfg.get("max_time") and time.perf_counter() - t0 >= cfg["max_time"]:
+        elif cfg.get("max_time") and time.perf_counter() - t0 >= cfg["max_time"]:
             stopped_by = "max_time"
+        if checkpoint:
+            checkpoint.save(epoch, {"params": params, "opt_state": opt_state, "key": key, "best_params": best_params},
+                            {"epoch": epoch, "best": best, "best_epoch": best_epoch, "history": history,
+                             "stopped_by": None if stopped_by == "epochs" else stopped_by},
+                            last=stopped_by != "epochs" or epoch == epochs)
+        if stopped_by != "epochs":
             break
-    return TrainResult(jax.device_get(best_params), best_epoch, epoch, history, compile_seconds,
+    timed = epoch - first  # epochs after the one that compiled
+    return TrainResult(DV.to_host(best_params), best_epoch, epoch, history, compile_seconds,
                        time.perf_counter() - t0, steps * epoch,
-                       steps * batch * (epoch - 1) / step_seconds if step_seconds else 0.0, stopped_by)
+                       steps * batch * timed / step_seconds if step_seconds else 0.0, stopped_by,
+                       DV.summary(layout), first - 1)
