@@ -61,8 +61,10 @@ def check(program):
 @click.argument("program", type=click.Path(dir_okay=False))
 @click.option("--fusion", is_flag=True,
               help="Instead: the kernel groups, refused fusions with reasons, kernel counts.")
+@click.option("--devices", type=int, default=None,
+              help="Explain the layout `mlc run --devices N` would train on [default: every local device].")
 @user_errors
-def explain(program, fusion):
+def explain(program, fusion, devices):
     """Print PROGRAM with every default filled in, and why (valid .dml)."""
     from mlc.compile import frontend
     from mlc.explain import explain as render
@@ -72,7 +74,16 @@ def explain(program, fusion):
         graph = pipeline.lower_file(program)
         click.echo(pipeline.explain_fusion(graph, optimizer=fe.resolved.train["optimizer"]["name"]), nl=False)
         return
-    click.echo(render(frontend(program).resolved), nl=False)
+    from mlc.runtime.devices import explain_training
+    from mlc.runtime.run import _data_path
+    if _data_path(program)[0]:  # larger than memory or several files: checked and fitted streamed
+        from mlc.runtime.stream_run import prepare
+        checked, _, _, _, resolved, _, state, _ = prepare(program, lambda m: None)
+    else:
+        fe = frontend(program)
+        checked, resolved, state = fe.checked, fe.resolved, fe.state
+    click.echo(render(resolved), nl=False)
+    click.echo(explain_training(checked, resolved, state, devices), nl=False)  # comments: still valid .dml
 
 
 @main.command()

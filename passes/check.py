@@ -176,7 +176,8 @@ def _check_data(c: _Collector) -> ast.Data | None:
                 [(prog.data[0].span, "the data is already named here")])
     d = prog.data[0]
     suffix = d.path.lower().rsplit(".", 1)[-1] if "." in d.path else ""
-    if suffix not in ("csv", "parquet", "pq"):
+    # a folder of files (a partitioned data set) ends in `/`; it is read streamed (runtime/stream.py)
+    if suffix not in ("csv", "parquet", "pq") and not d.path.endswith("/"):
         c.error(f"cannot tell the format of `{d.path}`", d.span, "data files end in .csv or .parquet")
     if isinstance(d.split, ast.SplitRatio):
         parts = d.split.parts

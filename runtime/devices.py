@@ -239,3 +239,23 @@ def agree(flag: bool) -> bool:
         return flag
     from jax.experimental import multihost_utils
     return bool(multihost_utils.broadcast_one_to_all(np.asarray(flag)))
+
+
+def explain_training(checked, resolved, state, devices: int | None = None) -> str:
+    """`mlc explain`'s closing comments: the devices and mesh training would use, and why,
+    each sharded parameter, and whether the data is read whole or streamed (comments, so the
+    printed program stays valid .dml)."""
+    from mlc.ir.lower import lower
+    graph = lower(resolved, state)
+    layout = layout_for(graph, devices, resolved.train["batch_size"])
+    lines = ["", "# training layout (mlc run; docs/scaling.md):"] + [f"#   {x}" for x in describe(layout)]
+    from mlc.passes.check_data import data_path
+    from mlc.runtime import stream
+    streamed, why = stream.choose(data_path(checked))
+    lines.append(f"#   data {why}" + ("" if streamed else "; streamed when larger (runtime/stream.py)"))
+    if not layout.sharded:
+        big = max(param_bytes(graph).items(), key=lambda kv: kv[1], default=("", 0))
+        if big[0]:
+            lines.append(f"#   parameters replicated: the largest, {big[0]} ({big[1] / 2**20:.2f} MiB), is under "
+                         f"{shard_min_bytes() / 2**20:g} MiB, the size from which an embedding table is split")
+    return "\n".join(lines) + "\n"

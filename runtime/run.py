@@ -56,6 +56,10 @@ class NoOutput:
 
 def _run(path: str | Path, out, seed: int, progress, log, kernels: str,
          devices: int | None = None, resume: bool = False) -> dict:
+    streamed, why = _data_path(path)
+    if streamed:  # larger than memory, or several files: runtime/stream_run.py
+        from mlc.runtime.stream_run import run_streamed
+        return _publish(out, run_streamed(path, out, seed, progress, log, kernels, devices, resume, why), log)
     t_start = time.perf_counter()
     timings = {}
     fe = frontend(path)
@@ -146,6 +150,26 @@ def _run(path: str | Path, out, seed: int, progress, log, kernels: str,
         "versions": artifact.versions(),
         "model": {"file": "model.mlc", "sha256": out.model_sha256},  # the model this report describes
     }
+    report["data"] = {"path": "memory", "reason": why}
+    return _publish(out, report, log)
+
+
+def _data_path(path) -> tuple[bool, str]:
+    """(stream?, reason): runtime/stream.choose on the program's data path. A program or
+    path that does not check is left to the in-memory front end, which reports it."""
+    from mlc.compile import read_program
+    from mlc.grammar.parse import parse
+    from mlc.passes.check import check
+    from mlc.passes.check_data import data_path
+    from mlc.runtime import stream
+    try:
+        checked = check(parse(*read_program(path)))
+        return stream.choose(data_path(checked))
+    except (MlcError, UserError, OSError):
+        return False, "in memory"
+
+
+def _publish(out, report: dict, log) -> dict:
     if isinstance(out, NoOutput):
         return report
     out.publish(json.dumps(report, indent=1, default=_json_default))
