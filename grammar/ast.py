@@ -232,6 +232,44 @@ class Slice:
     span: Span  # the name
 
 
+# ---- tuning ------------------------------------------------------------------
+@dataclass
+class Dist:
+    """`loguniform(1e-4, 3e-2)`, `choice([256], [512, 256])`: a search distribution,
+    written with positional arguments (only in `tune`)."""
+
+    name: str
+    args: list["Value"]
+    span: Span  # the name
+
+    def to_dml(self) -> str:
+        return f"{self.name}({', '.join(a.to_dml() for a in self.args)})"
+
+
+@dataclass
+class Path:
+    """`val.churn.roc_auc`: a dotted name as a value (only in `tune`)."""
+
+    parts: list[str]
+    span: Span
+
+    def to_dml(self) -> str:
+        return ".".join(self.parts)
+
+
+@dataclass
+class TuneOption:
+    path: list[str]  # `train.lr` -> ["train", "lr"]
+    value: "Value | Dist | Path"
+    span: Span  # the whole key
+
+
+@dataclass
+class Tune:
+    options: list[TuneOption]
+    span: Span  # the keyword
+
+
 @dataclass
 class Program:
     file: str
@@ -241,6 +279,7 @@ class Program:
     sections: list[Section] = field(default_factory=list)
     blocks: list[Block] = field(default_factory=list)
     slices: list[Slice] = field(default_factory=list)
+    tunes: list[Tune] = field(default_factory=list)
 
     @property
     def inputs(self) -> list[Feature]:

@@ -78,7 +78,7 @@ _VALUE_LEVELS = frozenset({"list", "call"})
 _EXPR_LEVELS = frozenset({"e_add", "e_sub", "e_mul", "e_div", "e_neg", "e_call", "e_list", "c_or", "c_and", "c_not"})
 
 # Statement keywords: in an unclosed `{` block the parser reads them as option names.
-KEYWORDS = ("data", "input", "output", "combiner", "train", "block", "slice")
+KEYWORDS = ("data", "input", "output", "combiner", "train", "block", "slice", "tune")
 
 
 class _BadEscape(Exception):
@@ -127,6 +127,8 @@ class _ToAst(Transformer_NonRecursive):  # builds the AST without recursion, how
                 prog.blocks.append(s)
             elif isinstance(s, ast.Slice):
                 prog.slices.append(s)
+            elif isinstance(s, ast.Tune):
+                prog.tunes.append(s)
             else:
                 prog.sections.append(s)
         return prog
@@ -246,6 +248,23 @@ class _ToAst(Transformer_NonRecursive):  # builds the AST without recursion, how
 
     def train_stmt(self, meta, c):
         return ast.Section("train", None, c[0], _span(meta))
+
+    # tuning
+    def tune_stmt(self, meta, c):
+        return ast.Tune(c[0], _span(meta))
+
+    def tune_options(self, meta, c):
+        return list(c)
+
+    def tune_option(self, meta, c):
+        path, span = c[0]
+        return ast.TuneOption(path, c[1], span)
+
+    def t_path(self, meta, c):
+        return ast.Path([str(t) for t in c], _span(meta))
+
+    def t_dist(self, meta, c):
+        return ast.Dist(str(c[0]), list(c[1:]), _span(c[0]))
 
     # slices
     def slice_stmt(self, meta, c):

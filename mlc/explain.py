@@ -72,6 +72,16 @@ def explain(r: spec.Resolved) -> str:
     out.append("train {")
     out += _block(r.train, r.reasons, "train")
     out.append("}")
+    if r.tune is not None:  # the search space, as `tune { ... }` (runtime/tune.py runs it)
+        t = r.tune
+        settings = {"trials": t["trials"], "metric": t["metric"], "scheduler": {"name": t["scheduler"]}}
+        rows = [(f"{k} = {v if k == 'metric' else value_to_dml(v)}", r.reasons.get(f"tune.{k}", ""))
+                for k, v in settings.items()]
+        rows += [(f"{e['path']} = {e['dist']}({', '.join(value_to_dml(a) for a in e['args'])})",
+                  r.reasons.get(f"tune.{e['path']}", "")) for e in t["space"]]
+        width = max(len(text) for text, _ in rows)
+        out += ["", "tune {"] + [f"  {text.ljust(width)}  # {why}" if why else f"  {text}" for text, why in rows]
+        out.append("}")
     return "\n".join(out) + "\n"
 
 

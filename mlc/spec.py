@@ -153,6 +153,7 @@ COMBINER_OPTIONS = {
     "norm": OptionSpec(Choice({"none": {}, "layernorm": {}}), "normalization before each activation"),
 }
 
+MAX_ENSEMBLE = 32  # members of `ensemble = K`: past this the artifact grows for no measurable gain
 TRAIN_OPTIONS = {
     "optimizer": OptionSpec(Choice({
         "adamw": {"lr": "float", "weight_decay": "float", "b1": "float", "b2": "float"},
@@ -168,7 +169,38 @@ TRAIN_OPTIONS = {
     "grad_clip": OptionSpec(Scalar("float", 0.0), "clip the global gradient norm (0: off)"),
     "max_time": OptionSpec(Scalar("float", 1.0), "stop training after this many seconds, keeping the "
                            "best epoch so far"),
+    "ensemble": OptionSpec(Scalar("int", 1, MAX_ENSEMBLE), "train this many members (seeds) as one "
+                           "vmapped program and average their predictions"),
 }
+
+# ---- tuning (`tune { ... }`, passes/check_tune.py, runtime/tune.py) -------------------
+TUNE_OPTIONS = {
+    "trials": OptionSpec(Scalar("int", 1, 256), "how many configurations to train"),
+    "metric": OptionSpec(Scalar("string"), "the validation metric that picks the best trial "
+                         "(`val.loss` or `val.OUTPUT.METRIC`)"),
+    "scheduler": OptionSpec(Choice({"halving": {}, "none": {}}), "halving: successive halving drops the "
+                            "worse half of each group at rungs; none: every trial runs to its early stop"),
+}
+# Distributions a searched path may take, with their arguments (positional).
+TUNE_DISTS = {
+    "uniform": "uniform(low, high): a float, evenly",
+    "loguniform": "loguniform(low, high): a float, evenly on a log scale (low > 0)",
+    "int": "int(low, high): a whole number from low to high, both included",
+    "choice": "choice(a, b, ...): one of the values, each as the option would take it",
+}
+# Paths outside `input.NAME.OPTION` that `tune` can search: path -> (the option's form, where it
+# lives in the resolved program). "vmapped" paths keep every shape: trials that differ only in
+# them train together on one trial axis (runtime/tune.py); the others form separate groups.
+TUNE_PATHS = {
+    "train.lr": (Scalar("float", 0.0), "vmapped"),
+    "train.weight_decay": (Scalar("float", 0.0), "vmapped"),
+    "combiner.dropout": (COMBINER_OPTIONS["dropout"].form, "vmapped"),
+    "combiner.layers": (COMBINER_OPTIONS["layers"].form, "group"),
+    "combiner.activation": (COMBINER_OPTIONS["activation"].form, "group"),
+    "combiner.norm": (COMBINER_OPTIONS["norm"].form, "group"),
+    "train.batch_size": (Scalar("int", 1), "group"),
+}
+VMAPPED_PATHS = tuple(p for p, (_, how) in TUNE_PATHS.items() if how == "vmapped")
 
 SLICE_OPTIONS = {
     "weight": OptionSpec(Scalar("float", 0.0), "multiplies the loss of the slice's training rows"),
@@ -193,11 +225,17 @@ class Resolved:
     source: str | None = None  # the program's text, for diagnostics while lowering blocks
     block_lines: dict[str, int] = field(default_factory=dict)  # block name -> its line in the program
     slices: list[dict] = field(default_factory=list)  # {"name", "condition" (as .dml), "weight"}
+    # `tune { ... }` resolved: {"trials", "metric", "scheduler", "space": [{"path", "dist", "args"}]};
+    # None without a tune statement (and in a trained model's artifact)
+    tune: dict | None = None
 
     def to_json(self) -> dict:
-        return {"data": self.data_path, "split": self.split, "inputs": self.inputs,
-                "outputs": self.outputs, "combiner": self.combiner, "train": self.train,
-                "blocks": self.blocks, "slices": self.slices}
+        out = {"data": self.data_path, "split": self.split, "inputs": self.inputs,
+               "outputs": self.outputs, "combiner": self.combiner, "train": self.train,
+               "blocks": self.blocks, "slices": self.slices}
+        if self.tune is not None:
+            out["tune"] = self.tune
+        return out
 
 
 # ---- expert blocks -------------------------------------------------------------

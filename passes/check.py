@@ -56,6 +56,7 @@ class Checked:
     combiner: str | None
     blocks: dict = field(default_factory=dict)  # name -> ast.Block
     block_args: dict = field(default_factory=dict)  # arguments of the block combiner
+    tune: dict | None = None  # `tune { ... }` as checked (passes/check_tune.py)
 
 
 class _Collector:
@@ -133,10 +134,12 @@ def check(program: ast.Program) -> Checked:
         options[s.keyword] = _check_options(c, s.options, spec.SECTION_OPTIONS[s.keyword],
                                             f"`{s.keyword}`", s.keyword, spans)
     _check_early_stop(c, seen_sections.get("train"), program)
+    from .check_tune import check_tune  # `tune { ... }`: its own pass, sharing the option rules
+    tune = check_tune(program, options, blocks, c)
 
     if c.diags:
         raise MlcError(c.diags, program.source)
-    return Checked(program, data, features, options, spans, combiner, blocks, block_args)
+    return Checked(program, data, features, options, spans, combiner, blocks, block_args, tune)
 
 
 def _block_name(v: ast.Value) -> str | None:
@@ -339,23 +342,29 @@ def _check_early_stop(c, train: ast.Section | None, program: ast.Program):
     opt = next((o for o in train.options if o.key == "early_stop"), None)
     if opt is None or opt.on is None:
         return
-    path = opt.on
+    _check_early_stop_path(c, opt.on, opt.on_span, program, "stop on")
+
+
+def _check_early_stop_path(c, path: list[str], span: Span, program: ast.Program, verb: str) -> bool:
+    """A validation metric path (`val.loss`, `val.OUTPUT.METRIC`); also `tune { metric = ... }`."""
     outputs = {f.name: f for f in program.outputs}
     if path == ["val", "loss"]:
-        return
+        return True
     if len(path) != 3 or path[0] != "val":
-        c.error(f"cannot stop on `{'.'.join(path)}`", opt.on_span,
+        c.error(f"cannot {verb} `{'.'.join(path)}`", span,
                 "write `val.loss` or `val.OUTPUT.METRIC`, such as `val.churn.roc_auc`")
-        return
+        return False
     out = outputs.get(path[1])
     if out is None:
-        c.error(f"`{path[1]}` is not an output", _part_span(program.source, opt.on_span, 1),
+        c.error(f"`{path[1]}` is not an output", _part_span(program.source, span, 1),
                 did_you_mean(path[1], outputs))
-        return
+        return False
     metrics = spec.METRICS.get(out.type, ())
     if metrics and path[2] not in metrics:
         c.error(f"`{path[2]}` is not a metric of {out.type} output `{out.name}`",
-                _part_span(program.source, opt.on_span, 2), did_you_mean(path[2], metrics))
+                _part_span(program.source, span, 2), did_you_mean(path[2], metrics))
+        return False
+    return True
 
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

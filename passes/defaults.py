@@ -12,6 +12,7 @@ from mlc.grammar import ast
 
 from .check import Checked
 from .check_blocks import param_kind
+from .defaults_tune import resolve_tune
 from .defaults_columns import encoded_width, encoder_macs, input_options, output_options, output_width
 
 
@@ -181,9 +182,13 @@ def resolve(checked: Checked, facts: dict[str, dict], n_train: int) -> spec.Reso
                                    "huber": {"delta": 1.0},
                                    "embed": {"size": min(32, max(4, round(1.6 * len(
                                        facts.get(entry["name"], {}).get("values", [])) ** 0.56)))}})
-    return spec.Resolved(checked.program.file, d.path, split, inputs, outputs, combiner, train, reasons,
-                         blocks=blocks, source=checked.program.source,
-                         block_lines={n: b.line for n, b in checked.blocks.items()})
+    if "ensemble" in given:
+        train["ensemble"] = pick("train", given, "ensemble", 1, "")
+    resolved = spec.Resolved(checked.program.file, d.path, split, inputs, outputs, combiner, train, reasons,
+                             blocks=blocks, source=checked.program.source,
+                             block_lines={n: b.line for n, b in checked.blocks.items()})
+    resolved.tune = resolve_tune(checked.tune, resolved, reasons)
+    return resolved
 
 
 def split_of(d: ast.Data) -> tuple[dict, str]:

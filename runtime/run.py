@@ -85,7 +85,13 @@ def _run(path: str | Path, out, seed: int, progress, log, kernels: str,
     checkpoint = Checkpoints(Path(out.folder) / ".mlc" / "checkpoint",
                              fingerprint(path, r.data_path, seed), resume, log)
     try:
-        result = train(r, graph, state, encoded, seed, progress, kernels, layout, checkpoint)
+        tuned = None
+        if r.tune is not None or r.train.get("ensemble", 1) > 1:  # many models as few programs
+            from mlc.runtime.tune import search
+            tuned = search(fe, r, state, tables, encoded, seed, log)
+            r, state, graph, encoded, result = tuned.resolved, tuned.state, tuned.graph, tuned.encoded, tuned.result
+        else:
+            result = train(r, graph, state, encoded, seed, progress, kernels, layout, checkpoint)
     except Diverged as e:  # point at the option most likely to blame
         spans = fe.checked.option_spans
         span = spans.get(e.option) or next((v for k, v in spans.items() if k.startswith(e.option + ".")), None)
@@ -150,6 +156,8 @@ def _run(path: str | Path, out, seed: int, progress, log, kernels: str,
         "versions": artifact.versions(),
         "model": {"file": "model.mlc", "sha256": out.model_sha256},  # the model this report describes
     }
+    if tuned is not None:  # every trial (values, curve, validation metric, time); the ensemble's members
+        report.update(tuned.report)
     report["data"] = {"path": "memory", "reason": why}
     return _publish(out, report, log)
 

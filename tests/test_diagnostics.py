@@ -54,7 +54,7 @@ def test_unclosed_brace_at_end_of_file(tmp_path):
 def test_stray_character(tmp_path):
     r = check(tmp_path, HEAD + "input age : number @\noutput survived : binary\n")
     assert r.first == "prog.dml:2:20: error: unexpected character `@`"
-    assert r.hint == "expected `block`, `combiner`, `data`, `input`, `output`, `slice`, `train`, `{` or end of file"
+    assert r.hint == "expected `block`, `combiner`, `data`, `input`, `output`, `slice`, `train`, `tune`, `{` or end of file"
 
 
 def test_single_quoted_string(tmp_path):

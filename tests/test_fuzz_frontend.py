@@ -79,7 +79,8 @@ def scalar_value(draw, form: spec.Scalar, key: str, values: list[str]) -> list[s
         return [ast.Str(draw(st.sampled_from(values)), None).to_dml()]
     low = form.minimum if form.minimum is not None else 0
     if form.kind == "int":
-        return [str(draw(st.integers(int(low), int(low) + 300)))]
+        high = int(form.maximum) if form.maximum is not None else int(low) + 300
+        return [str(draw(st.integers(int(low), high)))]
     if form.kind == "int_list":
         items = draw(st.lists(st.integers(1, 512), min_size=1, max_size=4))
         toks = ["["]

@@ -14,7 +14,8 @@ from mlc.ir.graph import Graph, live_ops
 
 
 def dropout(x, *, rate, key, train):
-    if not train or rate == 0.0:
+    # `rate` is a float, or a traced per-trial array when runtime/tune.py trains trials on a vmapped axis
+    if not train or (isinstance(rate, (int, float)) and rate == 0.0):
         return x
     keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
     return jnp.where(keep, x / (1.0 - rate), 0.0)

@@ -23,6 +23,11 @@ def _dense(b: Builder, x: str, width_in: int, width_out: int, name: str, bias_in
 
 
 def lower(r: spec.Resolved, state: dict, name: str = "model") -> Graph:
+    if r.train.get("ensemble", 1) > 1:  # K members averaged in one graph (runtime/ensemble.py)
+        import dataclasses
+        from mlc.runtime.ensemble import ensemble_graph
+        member = dataclasses.replace(r, train={**r.train, "ensemble": 1})
+        return ensemble_graph(lower(member, state, name), r.train["ensemble"])
     b = Builder(name)
     parts, width = [], 0
     dense_width = input_width(r, state)
