@@ -73,6 +73,9 @@ def explain(program, fusion, devices):
         fe = frontend(program)
         graph = pipeline.lower_file(program)
         click.echo(pipeline.explain_fusion(graph, optimizer=fe.resolved.train["optimizer"]["name"]), nl=False)
+        if fe.resolved.tune is not None or fe.resolved.train.get("ensemble", 1) > 1:
+            from mlc.runtime.tune import explain_trial_axis  # trials and members: a leading vmapped axis
+            click.echo(explain_trial_axis(fe.resolved), nl=False)
         return
     from mlc.runtime.devices import explain_training
     from mlc.runtime.run import _data_path

@@ -200,3 +200,30 @@ def _print_table(rows: list[dict], metric: str, best: int, log) -> None:
         mark = "*" if row["trial"] == best else " "
         log(f" {mark}{row['trial']:>5}  {row['group']:>5}  {('-' if v is None else f'{v:.4f}'):>{max(12, len(metric))}}"
             f"  {row['best_epoch']:>3}/{row['epochs_run']:<3}  {row['stopped_by']:<10}  {S.describe(row['values'])}")
+
+
+def explain_trial_axis(r: spec.Resolved, seed: int = 0) -> str:
+    """For `mlc explain --fusion`: how the trials map onto vmapped programs (comment lines)."""
+    out = []
+    if r.tune is not None:
+        trials = S.sample(r.tune["space"], r.tune["trials"], seed, r)
+        groups: dict[str, list[int]] = {}
+        for i, values in enumerate(trials):
+            groups.setdefault(S.group_key(values), []).append(i)
+        axis = [p for p in spec.VMAPPED_PATHS if any(e["path"] == p for e in r.tune["space"])]
+        out.append(f"# trial axis: {len(trials)} trials in {len(groups)} vmapped program"
+                   f"{'s' if len(groups) > 1 else ''} (seed {seed})")
+        for g, members in enumerate(groups.values()):
+            static = {p: v for p, v in trials[members[0]].items() if p not in spec.VMAPPED_PATHS}
+            width = 1 << max(0, (len(members) - 1).bit_length())
+            out.append(f"#   group {g}: trials {members} on an axis of {width}"
+                       + (f"; {S.describe(static)}" if static else ""))
+        out.append("#   per trial, along the axis: seed" + "".join(f", {p}" for p in axis)
+                   + "; every parameter, optimizer state and activation gains a leading trial dimension")
+        out.append("#   (the kernel groups above, each batched over the axis: a matmul [B, I] x [I, O] runs as "
+                   "[T, B, I] x [T, I, O]); early-stopped and halved trials are masked")
+    k = r.train.get("ensemble", 1)
+    if k > 1:
+        out.append(f"# ensemble: {k} members trained on a trial axis of {k} (seeds s .. s+{k - 1}); the model "
+                   f"graph above holds the {k} members' ops, averaged in `pred.*`")
+    return "\n".join(out) + ("\n" if out else "")
