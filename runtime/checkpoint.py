@@ -15,8 +15,10 @@ When: at the end of every epoch, except that a save costs about 0.1 s (Orbax's m
 and files; measured on the titanic example, 34 epochs of 0.1 s), which would double the
 time of a run whose epochs are that short. So after an epoch a checkpoint is written when
 the training since the last one took at least SAVE_COST_SHARE^-1 times the last save's cost
-(the saves then cost at most ~10% of the run), and always after the last epoch. Epochs of
-a second or more, the runs worth resuming, are each checkpointed.
+(the saves then cost at most ~10% of the run; before the first save, its cost is taken to
+be FIRST_SAVE_COST), and after the last epoch when that save is due too. Epochs of a second
+or more, the runs worth resuming, are each checkpointed; a run of under a second of
+training is not checkpointed at all (the test suite's hundreds of tiny runs pay nothing).
 
 A checkpoint belongs to its program, data and seed: `fingerprint` records them, and
 resuming with any of them changed is refused, naming what changed.
@@ -34,6 +36,7 @@ from mlc.diagnostics import UserError
 # their first and last MiB (hashing 50 GB at every start would cost minutes).
 HASH_WHOLE_BYTES = 1 << 30
 SAVE_COST_SHARE = 0.1
+FIRST_SAVE_COST = 0.1  # seconds, measured on this machine (see above)
 
 
 def _file_digest(path: Path, h) -> None:
@@ -85,13 +88,14 @@ class Checkpoints:
     def __init__(self, folder: str | Path, fingerprint: dict, resume: bool = False, log=print):
         self.folder, self.fingerprint, self.resume, self.log = Path(folder).absolute(), fingerprint, resume, log
         self._manager = None
-        self._last_save_end = None  # time.perf_counter() when the last save ended
-        self._save_cost = 0.0
+        import time
+        self._last_save_end = time.perf_counter()  # when the last save ended (or training began)
+        self._save_cost = FIRST_SAVE_COST
         if resume:
             meta = self._meta()
             if meta is None:
-                raise UserError(f"nothing to resume: `{self.folder.parent.parent}` holds no checkpoint; "
-                                "run without --resume to start training from the beginning")
+                raise UserError(f"nothing to resume: `{self.folder.parent.parent}` holds no checkpoint (runs "
+                                "with under a second of training write none); run without --resume")
             old = meta["fingerprint"]
             changed = [WHAT[k].format(old=old.get(k), new=fingerprint[k], **fingerprint)
                        for k in ("program", "data", "seed") if old.get(k) != fingerprint[k]]
@@ -130,16 +134,15 @@ class Checkpoints:
         """Whether the training since the last save is worth a save (see the module's text).
         Every process computes its own answer, so a multi-process run gets it from process 0."""
         import time
-        if self._last_save_end is None:
-            return True
         return time.perf_counter() - self._last_save_end >= self._save_cost / SAVE_COST_SHARE
 
     def save(self, epoch: int, tree: dict, meta: dict, last: bool = False) -> bool:
-        """Write the checkpoint of `epoch` when due (or last); True when written."""
+        """Write the checkpoint of `epoch` when due; True when written. `last`: the run's last
+        epoch (recorded, so a resume after it only evaluates and writes)."""
         import time
         import orbax.checkpoint as ocp
         from mlc.runtime.devices import agree
-        if not last and not agree(self.due()):
+        if not agree(self.due()):
             return False
         t = time.perf_counter()
         mgr = self._mgr()

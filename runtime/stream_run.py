@@ -38,7 +38,7 @@ from mlc.runtime import stream as ST
 
 HEAD_ROWS = 100_000
 # the validation split is kept encoded in memory up to this size; larger, it is read again each epoch
-VALIDATION_CACHE_BYTES = 512 << 20
+VALIDATION_CACHE_BYTES = 256 << 20
 
 
 def exact_state(resolved, state: dict, stats: ST.Stats, facts: dict) -> dict:

@@ -86,7 +86,7 @@ def test_resume_refuses_a_changed_program_data_or_seed(program, tmp_path):
     folder = tmp_path / "p"
     folder.mkdir()
     (folder / "rows.csv").write_bytes((program.parent / "rows.csv").read_bytes())
-    (folder / "p.dml").write_text(PROGRAM.replace("epochs = 14", "epochs = 2"))
+    (folder / "p.dml").write_text(PROGRAM.replace("epochs = 14", "epochs = 6"))
     prog = folder / "p.dml"
     assert mlc_run(str(prog), "--out", str(out)).returncode == 0
     r = mlc_run(str(prog), "--out", str(out), "--resume", "--seed", "5")
@@ -95,7 +95,7 @@ def test_resume_refuses_a_changed_program_data_or_seed(program, tmp_path):
         f.write("0.1,0.2,k1,1\n")
     r = mlc_run(str(prog), "--out", str(out), "--resume")
     assert r.returncode == 1 and "cannot resume: the data `rows.csv` changed" in r.stderr, r.stderr
-    prog.write_text(PROGRAM.replace("epochs = 14", "epochs = 3"))
+    prog.write_text(PROGRAM.replace("epochs = 14", "epochs = 7"))
     r = mlc_run(str(prog), "--out", str(out), "--resume")
     assert "the program" in r.stderr and "changed" in r.stderr and "run without --resume" in r.stderr
     assert "Traceback" not in r.stderr
