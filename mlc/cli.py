@@ -50,6 +50,15 @@ def main():
 def check(program):
     """Check PROGRAM and its data; print diagnostics, change nothing."""
     from mlc.compile import frontend
+    from mlc.runtime.run import _data_path
+    streamed, why = _data_path(program)
+    if streamed:  # larger than memory, or several files: checked on its first rows, counted streamed
+        from mlc.runtime.stream_run import HEAD_ROWS, prepare
+        _, _, pos, _, r, _, _, _ = prepare(program, lambda m: None)
+        click.echo(f"{program}: ok: {len(r.inputs)} inputs, {len(r.outputs)} outputs, {sum(pos.counts.values())} "
+                   f"rows ({', '.join(f'{k} {v}' for k, v in pos.counts.items())}); data {why}; cells checked "
+                   f"in the first {HEAD_ROWS:,} rows")
+        return
     fe = frontend(program)
     r = fe.resolved
     fe.print_warnings(lambda m: click.echo(m, err=True))

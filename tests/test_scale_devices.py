@@ -22,11 +22,11 @@ input  x1   : number
 input  x2   : number
 input  kind : category { encoder = embed(size = 8) }
 output y    : binary
-train { batch_size = 64, epochs = 4, early_stop = 100 }
+train { batch_size = 64, epochs = 3, early_stop = 100 }
 """
 
 
-def write_data(folder: Path, n: int = 1000) -> Path:
+def write_data(folder: Path, n: int = 800) -> Path:
     rng = np.random.default_rng(0)
     x1, x2 = rng.normal(size=n), rng.normal(size=n)
     kind = rng.integers(0, 40, size=n)

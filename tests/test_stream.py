@@ -27,7 +27,7 @@ input  x1   : number {{ normalize = {norm} }}
 input  x2   : number
 input  kind : category
 output y    : binary
-train {{ epochs = 4, batch_size = 128 }}
+train {{ epochs = 2, batch_size = 128 }}
 """
 
 
@@ -116,14 +116,14 @@ def test_sampled_quantiles_stay_within_the_stated_bound(data, monkeypatch):
 
 
 def test_mlc_run_streams_a_folder_and_matches_the_in_memory_model(data, tmp_path):
+    from mlc.runtime.run import run
     whole = program(data, "all.parquet", name="whole.dml")
     folder = program(data, "parts/", name="folder.dml")
     env = cli_env()
-    r1 = subprocess.run([sys.executable, "-m", "mlc.cli", "run", str(whole), "--out", str(tmp_path / "m")],
-                        env=env, capture_output=True, text=True, timeout=600)
+    run(whole, tmp_path / "m", log=lambda m: None)
     r2 = subprocess.run([sys.executable, "-m", "mlc.cli", "run", str(folder), "--out", str(tmp_path / "s")],
                         env=env, capture_output=True, text=True, timeout=600)
-    assert r1.returncode == 0 and r2.returncode == 0, r1.stderr[-2000:] + r2.stderr[-2000:]
+    assert r2.returncode == 0, r2.stderr[-2000:]
     assert "note: data streamed: a data set of 3 files" in r2.stderr
     m, s = (json.loads((tmp_path / d / "report.json").read_text()) for d in "ms")
     assert m["data"]["path"] == "memory" and s["data"]["path"] == "stream"
@@ -133,6 +133,9 @@ def test_mlc_run_streams_a_folder_and_matches_the_in_memory_model(data, tmp_path
     e = subprocess.run([sys.executable, "-m", "mlc.cli", "explain", str(folder)], env=env,
                        capture_output=True, text=True, timeout=300)
     assert e.returncode == 0 and "#   data streamed: a data set of 3 files" in e.stdout, e.stderr
+    c = subprocess.run([sys.executable, "-m", "mlc.cli", "check", str(folder)], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert c.returncode == 0 and f"{sum(m['rows'].values())} rows (train {m['rows']['train']}" in c.stdout, c.stderr
 
 
 def test_csv_files_stream_with_forced_streaming(data, tmp_path):
