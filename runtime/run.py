@@ -58,6 +58,11 @@ def _run(path: str | Path, out, seed: int, progress, log, kernels: str,
          devices: int | None = None, resume: bool = False) -> dict:
     streamed, why = _data_path(path)
     if streamed:  # larger than memory, or several files: runtime/stream_run.py
+        from mlc.compile import read_program
+        from mlc.grammar.parse import parse
+        if parse(*read_program(path)).tunes:  # trials share the encoded splits in memory
+            raise UserError(f"`tune` needs the data in memory, and this data is {why}; tune on a sample "
+                            "that fits, then train the chosen program on all of it")
         from mlc.runtime.stream_run import run_streamed
         return _publish(out, run_streamed(path, out, seed, progress, log, kernels, devices, resume, why), log)
     t_start = time.perf_counter()

@@ -69,16 +69,27 @@ def memory_estimate(files: list[Path]) -> int:
     return total
 
 
-def memory_budget() -> int:
-    """Bytes of the data that the in-memory path may hold: a quarter of the memory available
-    (the table, its encoded copy and the device copy each take about that much)."""
+def memory_budget() -> tuple[int, str]:
+    """(bytes, why): how much data the in-memory path may hold: a quarter of the host memory
+    available (the table, its encoded copy and the training arrays each take about that
+    much), and on an accelerator at most half of one device's memory (the training split
+    is replicated on every device, beside the model and its activations)."""
     try:
         with open("/proc/meminfo") as f:
             info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f}
         avail = info.get("MemAvailable", info.get("MemTotal"))
     except (OSError, ValueError, IndexError):
         avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    return avail // 4
+    budget, why = avail // 4, "a quarter of the memory available"
+    try:
+        import jax
+        if jax.default_backend() != "cpu":
+            limit = (jax.local_devices()[0].memory_stats() or {}).get("bytes_limit")
+            if limit and limit // 2 < budget:
+                budget, why = limit // 2, f"half of one {jax.default_backend()} device's memory"
+    except Exception:  # noqa: BLE001 - no device statistics: the host budget stands
+        pass
+    return budget, why
 
 
 def choose(path: Path) -> tuple[bool, str]:
@@ -87,14 +98,18 @@ def choose(path: Path) -> tuple[bool, str]:
     if forced in ("memory", "stream"):
         return forced == "stream", f"MLC_DATA_PATH={forced}"
     files = files_of(path)
-    size, budget = memory_estimate(files), memory_budget()
+    try:
+        size = memory_estimate(files)
+    except (pa.ArrowException, OSError, ValueError):  # the in-memory reader reports what is wrong
+        return False, "in memory (the size of the data could not be read)"
+    budget, where = memory_budget()
     if size > budget:
         return True, (f"streamed: the data takes about {size / 2**30:.1f} GiB in memory, more than the "
-                      f"{budget / 2**30:.1f} GiB budget (a quarter of the memory available)")
+                      f"{budget / 2**30:.1f} GiB budget ({where})")
     if is_multi(path):
         return True, f"streamed: a data set of {len(files)} files ({size / 2**20:.1f} MiB in memory)"
     return False, (f"in memory, whole epochs as one program: about {size / 2**20:.1f} MiB, within the "
-                   f"{budget / 2**30:.1f} GiB budget")
+                   f"{budget / 2**30:.1f} GiB budget ({where})")
 
 
 @dataclass
