@@ -156,3 +156,13 @@ def test_sketches_merge_like_one_pass():
     a.merge(b)
     assert a.n == whole.n == 10000 and a.mean == pytest.approx(x.mean()) and a.std == pytest.approx(x.std())
     assert S.rank_error(1 << 18) == pytest.approx(0.0052, abs=1e-4)
+
+
+def test_tune_on_streamed_data_is_refused_with_the_reason(data, tmp_path):
+    from mlc.diagnostics import UserError
+    from mlc.runtime.run import run
+    prog = program(data, "parts/", name="tuned.dml")
+    prog.write_text(prog.read_text() + "tune { trials = 4 }\n")
+    with pytest.raises(UserError, match=r"`tune` needs the data in memory, and this data is streamed: a data set of 3 files"):
+        run(prog, tmp_path / "t", log=lambda m: None)
+    assert not (tmp_path / "t" / "model.mlc").exists()
