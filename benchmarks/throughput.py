@@ -52,8 +52,9 @@ import sys
 import time
 from pathlib import Path
 
-# Same device policy as the `mlc` command line: CPU unless accelerators are allowed.
-os.environ.setdefault("JAX_PLATFORMS", "cpu" if not os.environ.get("MLC_ALLOW_ACCELERATORS") else "")
+# Same device policy as the `mlc` command line: the accelerator JAX finds, MLC_DEVICE=cpu to force the CPU.
+from mlc import accelerator  # noqa: E402
+accelerator.select(None)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import jax  # noqa: E402

@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from mlc import accelerator
 from mlc.diagnostics import MlcError, UserError
 
 err = Console(stderr=True, highlight=False)
@@ -40,8 +41,24 @@ def user_errors(fn):
 @click.version_option(package_name="mlc")
 def main():
     """mlc: compile declarative .dml programs into trained, deployable models."""
-    os.environ.setdefault("JAX_PLATFORMS", "cpu" if not os.environ.get("MLC_ALLOW_ACCELERATORS") else "")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        accelerator.select(None)  # JAX's own choice, or MLC_DEVICE; see mlc/accelerator.py
+    except UserError as e:
+        raise click.UsageError(str(e)) from None
+
+
+def device_option(fn):
+    """`--device`: the accelerator JAX finds by default; `cpu` forces the CPU."""
+    @click.option("--device", type=click.Choice(accelerator.CHOICES), default=None,
+                  help=f"Where to run: auto (the accelerator JAX finds, else the CPU), cpu, gpu or tpu "
+                       f"[default: ${accelerator.DEVICE_ENV}, else auto].")
+    @functools.wraps(fn)
+    def wrapper(*args, device=None, **kwargs):
+        accelerator.select(device)
+        accelerator.check_available(device)
+        return fn(*args, **kwargs)
+    return wrapper
 
 
 @main.command()
@@ -73,6 +90,7 @@ def check(program):
 @click.option("--devices", type=int, default=None,
               help="Explain the layout `mlc run --devices N` would train on [default: every local device].")
 @user_errors
+@device_option
 def explain(program, fusion, devices):
     """Print PROGRAM with every default filled in, and why (valid .dml)."""
     from mlc.compile import frontend
@@ -116,6 +134,7 @@ def explain(program, fusion, devices):
 @click.option("--num-processes", type=int, default=None, help="With --coordinator: how many processes.")
 @click.option("--process-id", type=int, default=None, help="With --coordinator: this process's index, from 0.")
 @user_errors
+@device_option
 def run(program, out_dir, seed, kernels, devices, resume, coordinator, num_processes, process_id):
     """Train PROGRAM, evaluate it, write DIR/report.json and DIR/model.mlc."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -207,6 +226,7 @@ def _summary(report: dict, out_dir: str):
 @click.option("--slices", "with_slices", is_flag=True,
               help="Add a true/false column `slice_NAME` per slice of the program (to monitor per-slice traffic).")
 @user_errors
+@device_option
 def predict(artifact, data_file, out_file, with_slices):
     """Predict with a trained ARTIFACT (model.mlc) on a data file."""
     import pyarrow as pa

@@ -55,7 +55,7 @@ class Result:
 
 def cli_env(width: int | None = 1000) -> dict:
     env = dict(os.environ)
-    env.pop("MLC_ALLOW_ACCELERATORS", None)
+    env.pop("MLC_DEVICE", None)
     env["JAX_PLATFORMS"] = "cpu"
     # The CLI prints through Rich, which wraps at the terminal width (80 without a
     # terminal). A wide COLUMNS keeps each diagnostic on its line; see
