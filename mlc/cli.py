@@ -262,6 +262,29 @@ def predict(artifact, data_file, out_file, with_slices):
     click.echo(f"wrote {table.num_rows} predictions to {out_file}" + _unknown_summary(meta), err=True)  # one line
 
 
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Server processes, each with its own copy of the model.")
+@click.option("--batch-window-ms", type=click.FloatRange(0, 1000), default=2.0, show_default=True,
+              help="Requests arriving within this many ms run as one batch; 0 turns batching off.")
+@click.option("--max-batch-rows", type=click.IntRange(1, 1 << 20), default=4096, show_default=True,
+              help="Most rows in one batch, and in one request (more: 413).")
+@click.option("--max-body-bytes", type=click.IntRange(1, 1 << 31), default=8 << 20, show_default=True,
+              help="Largest request body (more: 413).")
+@click.option("--access-log", is_flag=True, help="Log every request (one line each) to stderr.")
+@user_errors
+@device_option
+def serve(model, host, port, workers, batch_window_ms, max_batch_rows, max_body_bytes, access_log):
+    """Serve a trained MODEL (model.mlc or .mlcc) over HTTP: POST /predict, GET /health,
+    /schema and /openapi.json (docs/serving.md)."""
+    from mlc.serve.app import Config, serve as run_server
+    run_server(Config(model, host, port, workers, batch_window_ms, max_batch_rows, max_body_bytes, access_log),
+               say=lambda m: click.echo(m, err=True))
+
+
 def _slice_columns(model, table, data_file) -> dict[str, list[bool]]:
     """slice_NAME: whether each row is in the slice, from the conditions the model carries."""
     from mlc.runtime.slices import mask, parse_condition
