@@ -274,3 +274,40 @@ def test_mlcc_artifact_and_sigterm_drains_in_flight_requests(trained):
     assert code in (0, -signal.SIGTERM) and "Finished server process" in out, out
     with pytest.raises(OSError):  # and it no longer listens
         _request(s.port, "GET", "/health", timeout=2)
+
+
+def test_batcher_groups_schemas_pads_to_buckets_and_isolates_bad_requests():
+    """The batching logic alone, on a stand-in model: concurrent requests share a run per
+    arrow schema, each run is padded to a bucket, and a run that fails is retried request
+    by request, so only the bad request gets the error."""
+    import asyncio
+
+    import pyarrow as pa
+
+    from mlc.serve.batcher import Batcher
+
+    class Model:
+        runs = []
+
+        def predict(self, table):
+            self.runs.append(table.num_rows)
+            xs = table.column("x").to_pylist()
+            if "bad" in xs:
+                raise ValueError("column `x` holds 'bad'")
+            return {"y": [f"{x}!" for x in xs]}
+
+    async def main():
+        b = Batcher(Model(), 0.05, 8)
+        await b.start()
+        tables = [pa.table({"x": [1, 2, 3]}), pa.table({"x": ["a"]}), pa.table({"x": ["bad", "b"]}),
+                  pa.table({"x": [4.5]}), pa.table({"x": list(range(6))})]
+        out = await asyncio.gather(*(b.predict(t) for t in tables), return_exceptions=True)
+        await b.stop()
+        return b, out
+
+    b, out = asyncio.run(main())
+    assert out[0] == {"y": ["1!", "2!", "3!"]} and out[1] == {"y": ["a!"]} and out[3] == {"y": ["4.5!"]}
+    assert isinstance(out[2], ValueError) and "`x`" in str(out[2])
+    assert out[4] == {"y": [f"{i}!" for i in range(6)]}
+    assert b.buckets == [1, 2, 4, 8] and all(n in b.buckets for n in Model.runs), Model.runs
+    assert b.batches == 2 and b.requests == 5  # the first 8 rows in one batch, the 6 rows in the next

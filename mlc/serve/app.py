@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from mlc.diagnostics import UserError
 from mlc.serve import schema as S
-from mlc.serve.batcher import Batcher
+from mlc.serve.batcher import Batcher, ShuttingDown
 
 CONFIG_ENV = "MLC_SERVE_CONFIG"  # how `--workers N` hands the settings to each worker process
 BIG_BODY = 64 << 10  # bodies over this are parsed and checked on a thread, off the event loop
@@ -193,6 +193,8 @@ class Server:
                     raise RequestError(422, str(e)) from None
         except RequestError as e:
             return error(e.status, e.message)
+        except ShuttingDown as e:
+            return error(503, str(e))
         except Exception as e:  # noqa: BLE001 - a bug of ours: say so, keep serving
             log.error("POST /predict failed:\n%s", traceback.format_exc())
             return error(500, f"internal error ({type(e).__name__}: {str(e)[:200]}); the server keeps running")

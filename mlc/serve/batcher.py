@@ -24,6 +24,10 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 
+class ShuttingDown(Exception):
+    """A request still waiting when the server stops (after uvicorn's drain timeout): 503."""
+
+
 @dataclass
 class Job:
     table: pa.Table
@@ -79,7 +83,7 @@ class Batcher:
                 pass
         for job in self.pending:
             if not job.future.done():
-                job.future.set_exception(RuntimeError("the server is shutting down"))
+                job.future.set_exception(ShuttingDown("the server is shutting down; send the request again"))
         self.executor.shutdown(wait=True)
 
     async def predict(self, table: pa.Table) -> dict[str, list]:
