@@ -115,7 +115,7 @@ def trained(tmp_path_factory):
         for job in jobs:
             out, _ = job.communicate(timeout=300)
             assert job.returncode == 0, out
-        servers.append(Server(compiled, "--batch-window-ms", 400, "--max-batch-rows", 32))  # holds requests
+        servers.append(Server(compiled, "--batch-window-ms", 1000, "--max-batch-rows", 32))  # holds requests
         with open(d / "pred.csv") as f:
             expected = list(csv.DictReader(f))
         yield {"model": model, "rows": rows, "expected": expected, "server": servers[0], "mlcc_server": servers[1]}
@@ -214,7 +214,7 @@ def test_load_good_and_malformed_answers_match_mlc_predict(server, trained):
     for t in threads:
         t.join(timeout=120)
     assert not failures, f"{len(failures)} failures, first: {failures[:3]}"
-    assert counts["good"] > 100 and counts["bad"] > 30, counts
+    assert counts["good"] > 64 and counts["bad"] > 16, counts
     status, health = _request(server.port, "GET", "/health")
     assert status == 200 and health["status"] == "ok"
     assert health["batches"] < health["requests"], health  # concurrent requests shared batches
@@ -256,7 +256,7 @@ def test_empty_and_edge_requests(server):
 
 def test_mlcc_artifact_and_sigterm_drains_in_flight_requests(trained):
     rows, expected = trained["rows"], trained["expected"]
-    s = trained["mlcc_server"].ready()  # a .mlcc, batching within 400 ms: a request stays in flight
+    s = trained["mlcc_server"].ready()  # a .mlcc, batching within 1 s: a request stays in flight
     status, body = _request(s.port, "POST", "/predict", rows[:20])
     assert status == 200 and all(_same(p, e) for p, e in zip(body["predictions"], expected[:20]))
     result = {}
@@ -265,7 +265,11 @@ def test_mlcc_artifact_and_sigterm_drains_in_flight_requests(trained):
         result["answer"] = _request(s.port, "POST", "/predict", rows[20:25])
     t = threading.Thread(target=slow)
     t.start()
-    time.sleep(0.15)  # the request waits in the batching window
+    deadline = time.time() + 30
+    while _request(s.port, "GET", "/health")[1]["requests"] < 2:  # until it waits in the batching window
+        assert time.time() < deadline, "the request never reached the server"
+        time.sleep(0.01)
+    assert "answer" not in result
     s.proc.send_signal(signal.SIGTERM)
     t.join(timeout=30)
     status, body = result["answer"]
