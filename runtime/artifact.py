@@ -76,6 +76,16 @@ def save(path: Path, resolved: spec.Resolved, state: dict, graph: Graph, params:
         raise
 
 
+# Batch sizes the inference program is compiled for: a chunk of rows is padded to the next
+# one, so a service compiles at most these few programs, however its batch sizes vary
+# (at most 4x the rows of a small chunk are computed; the MLP's cost is small beside encoding).
+BUCKETS = (1, 4, 16, 64, 256, 1024, 4096)
+
+
+def bucket(rows: int) -> int:
+    return next(b for b in BUCKETS if b >= rows) if rows <= BUCKETS[-1] else rows
+
+
 class ArtifactError(UserError):
     """A model file that is missing, damaged or of another format."""
 
@@ -134,10 +144,10 @@ class Predictor:
     def forward(self, encoded: dict) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def encode(self, table: pa.Table) -> dict[str, np.ndarray]:
+    def encode(self, table: pa.Table, unknown: dict | None = None) -> dict[str, np.ndarray]:
         table = R.check_table(table, self.resolved.inputs, self.state)
         try:
-            return P.encode_inputs(self.resolved, self.state, table)
+            return P.encode_inputs(self.resolved, self.state, table, unknown=unknown)
         except D.DataError as e:  # a number column with text in it, an infinite value, "1,5"
             hint = e.hint if e.hint and "declare" not in e.hint else \
                 "give a number, or leave the cell empty (None from Python)"
@@ -145,11 +155,30 @@ class Predictor:
         except (pa.ArrowException, OverflowError) as e:
             raise R.RowsError(f"cannot read the rows as the model's inputs ({e})") from None
 
-    def run(self, encoded: dict, rows: int, batch: int = 8192) -> dict[str, np.ndarray]:
-        parts = [self.forward({k: v[s:s + batch] for k, v in encoded.items()}) for s in range(0, rows, batch)]
+    def run(self, encoded: dict, rows: int, batch: int = BUCKETS[-1]) -> dict[str, np.ndarray]:
+        """The model on every row, in chunks of at most `batch` rows, each padded to one of a few
+        sizes (BUCKETS): a new number of rows never compiles a new program."""
+        parts = []
+        for s in range(0, rows, batch):
+            chunk = {k: v[s:s + batch] for k, v in encoded.items()}
+            size = min(rows - s, batch)
+            padded = bucket(size)
+            if padded != size:  # zero rows (missing cells) after the real ones, dropped below
+                chunk = {k: np.concatenate([v, np.zeros((padded - size,) + v.shape[1:], v.dtype)])
+                         for k, v in chunk.items()}
+            out = self.forward(chunk)
+            parts.append({name: out[name][:size] for name in self.outputs})
+        if len(parts) == 1:
+            return parts[0]
         return {name: np.concatenate([p[name] for p in parts]) for name in self.outputs}
 
-    def predict_raw(self, table: pa.Table, batch: int = 8192) -> dict[str, np.ndarray]:
+    def warmup(self):
+        """Compile the program for every bucket now (a server calls this before it listens)."""
+        one = self.encode(rows_to_table({c: [None] for c in self.inputs}, self.resolved, self.state))
+        for size in BUCKETS:
+            self.forward({k: np.repeat(v, size, axis=0) for k, v in one.items()})
+
+    def predict_raw(self, table: pa.Table, batch: int = BUCKETS[-1]) -> dict[str, np.ndarray]:
         return self.run(self.encode(table), table.num_rows, batch)
 
     def predict(self, rows) -> Predictions:
@@ -158,8 +187,9 @@ class Predictor:
         if n == 0:  # the same columns as for any rows: those of one row with every cell missing
             names = self.predict({c: [None] for c in self.inputs}).keys()
             return Predictions({c: [] for c in names}, {"rows": 0, "unknown": {}, "unknown_tokens": {}})
-        encoded = self.encode(table)
-        unknown, tokens = R.unknown_counts(self.resolved.inputs, self.state, table, encoded)
+        unknown: dict[str, int] = {}
+        encoded = self.encode(table, unknown)
+        tokens = R.unknown_tokens(self.resolved.inputs, self.state, encoded)
         raw = self.run(encoded, n)
         check_scores(raw)
         raw = {k: (v[:, 0] if v.ndim == 2 and v.shape[1] == 1 else v) for k, v in raw.items()}
@@ -180,7 +210,7 @@ class Model(Predictor):
         for name, p in self.graph.params.items():
             if name not in params or tuple(params[name].shape) != tuple(p.type.shape):
                 raise ArtifactError(f"weights do not match the program (parameter `{name}`)")
-        self.params = params
+        self.params = jax.device_put(params)  # once: not copied to the device on every call
         self.wanted = [f"pred.{f['name']}" for f in self.resolved.outputs]
         self._fn = jax.jit(jax_backend.build(self.graph, self.wanted))
 

@@ -51,19 +51,21 @@ def _fit_number(values: np.ndarray, opts: dict) -> dict:
             "empty": bool(np.isnan(values).all())}
 
 
-def _encode_number(values: np.ndarray, st: dict) -> np.ndarray:
+def _encode_number(values: np.ndarray, st: dict, out: np.ndarray) -> None:
+    """Writes the number's columns (scaled value, PLE bins, missing indicator) into `out`."""
     missing = np.isnan(values)
     x = np.where(missing, st["fill"], values)
-    cols = []
     scaled = (x - st["shift"]) / st["scale"]
-    cols.append(_smooth_clip(scaled) if st["clip"] else scaled)
+    out[:, 0] = _smooth_clip(scaled) if st["clip"] else scaled
     e = np.asarray(st["edges"])
     if e.size:
-        width = np.diff(e)
-        cols.extend(np.clip((x[:, None] - e[None, :-1]) / width[None, :], 0.0, 1.0).T)
+        out[:, 1:e.size] = np.clip((x[:, None] - e[None, :-1]) / np.diff(e)[None, :], 0.0, 1.0)
     if st["indicator"]:
-        cols.append(missing.astype(np.float64))
-    return np.stack(cols, axis=1)
+        out[:, -1] = missing
+
+
+def number_width(st: dict) -> int:
+    return 1 + max(0, len(st["edges"]) - 1) + int(st["indicator"])
 
 
 def fit(resolved: spec.Resolved, train: pa.Table, facts: dict | None = None) -> dict:
@@ -108,7 +110,7 @@ def input_width(resolved: spec.Resolved, state: dict) -> int:
     for f in resolved.inputs:
         st = state["inputs"][f["name"]]
         if f["type"] == "number":
-            width += 1 + max(0, len(st["edges"]) - 1) + int(st["indicator"])
+            width += number_width(st)
         elif f["type"] == "binary":
             width += 1
         elif f["type"] in T.DENSE:
@@ -116,41 +118,84 @@ def input_width(resolved: spec.Resolved, state: dict) -> int:
     return width
 
 
-def _vocab_index(texts: list, vocab: list) -> np.ndarray:
-    # One hash lookup in Arrow instead of a Python dict lookup per value; 0 is <unknown>.
-    found = pc.index_in(pa.array(texts, pa.string()), value_set=pa.array(vocab, pa.string()))
-    return (found.fill_null(-1).to_numpy(zero_copy_only=False) + 1).astype(np.int32)
+SMALL_BATCH = 32  # rows up to which a Python dict beats Arrow's fixed cost per call
+_VOCABS: dict[int, tuple[list, pa.Array, dict]] = {}
+
+
+def _vocab_lookup(vocab: list) -> tuple[pa.Array, dict]:
+    """The vocabulary as an arrow array and as {value: position}, built once per state
+    (a loaded model predicts many times with the same vocabularies)."""
+    hit = _VOCABS.get(id(vocab))
+    if hit is None or hit[0] is not vocab:
+        if len(_VOCABS) > 4096:
+            _VOCABS.clear()
+        hit = _VOCABS[id(vocab)] = (vocab, pa.array(vocab, pa.string()), {v: i for i, v in enumerate(vocab)})
+    return hit[1], hit[2]
+
+
+def _vocab_index(col: pa.ChunkedArray, vocab: list, unknown: dict | None, name: str) -> np.ndarray:
+    """Position in `vocab` + 1 per cell, 0 for missing and <unknown>: one hash lookup in Arrow
+    (a dict lookup for a few rows), never a Python loop over a large column. Counts the
+    present cells outside the vocabulary into `unknown`."""
+    texts = C.strings(col)
+    values, index = _vocab_lookup(vocab)
+    if len(texts) <= SMALL_BATCH:
+        found = np.array([index.get(t, -1) for t in texts.to_pylist()], np.int64)
+        lost = int((found < 0).sum())
+    else:
+        found = pc.index_in(texts, value_set=values)
+        lost = found.null_count
+        found = found.fill_null(-1).to_numpy(zero_copy_only=False)
+    if unknown is not None:
+        unknown[name] = lost - texts.null_count
+    return (found + 1).astype(np.int32)
+
+
+def _dense_width(f: dict, st: dict) -> int:
+    if f["type"] == "number":
+        return number_width(st)
+    if f["type"] == "binary":
+        return 1
+    return T.dense_width(f, st) if f["type"] in T.DENSE else 0
 
 
 def encode_inputs(resolved: spec.Resolved, state: dict, table: pa.Table,
-                  lenient: bool = False) -> dict[str, np.ndarray]:
+                  lenient: bool = False, unknown: dict | None = None) -> dict[str, np.ndarray]:
     """lenient: text in a number column is missing (training data, whose bad cells the checks
-    counted and reported); otherwise it is an error naming the column (rows sent to a model)."""
+    counted and reported); otherwise it is an error naming the column (rows sent to a model).
+    unknown: if given, filled with {binary or category input: present cells outside its values}.
+
+    Every column is encoded with numpy or Arrow compute over the whole column, straight into
+    one float32 matrix for the dense inputs: no Python loop over values."""
     n = table.num_rows
-    dense = [np.zeros((n, 0))]
+    widths = [_dense_width(f, state["inputs"][f["name"]]) for f in resolved.inputs]
+    x_num = np.zeros((n, sum(widths)), np.float32)
     out: dict[str, np.ndarray] = {}
-    for f in resolved.inputs:
-        st, col = state["inputs"][f["name"]], table.column(f["name"])
+    at = 0
+    for f, width in zip(resolved.inputs, widths):
+        st, col, name = state["inputs"][f["name"]], table.column(f["name"]), f["name"]
+        block = x_num[:, at:at + width]
+        at += width
         if f["type"] == "number":
             try:
                 values = D.as_numbers_lenient(col) if lenient else D.as_numbers(col)
             except D.DataError as e:  # rows sent to a deployed model: name the column
-                raise D.DataError(f"column `{f['name']}` is a number input but {e.message}", e.hint) from None
-            dense.append(_encode_number(values, st))
+                raise D.DataError(f"column `{name}` is a number input but {e.message}", e.hint) from None
+            _encode_number(values, st, block)
         elif f["type"] == "binary":
-            texts = D.as_strings(col)
-            vals = st["values"]
-            code = {v: (-1.0 if i == 0 else 1.0) for i, v in enumerate(vals)} if len(vals) == 2 else {}
-            dense.append(np.array([[code.get(t, 0.0)] for t in texts]).reshape(n, 1))
+            # the first value is -1, the second +1; missing, unknown (or a one-valued input) 0
+            index = _vocab_index(col, st["values"], unknown, name)
+            codes = np.array([0.0, -1.0, 1.0], np.float32) if len(st["values"]) == 2 else np.zeros(3, np.float32)
+            block[:, 0] = codes[np.minimum(index, 2)]
         elif f["type"] in T.INPUTS:
             encoded = T.encode_input(f, st, col)
             if isinstance(encoded, dict):
                 out.update(encoded)
             else:
-                dense.append(encoded)
+                block[:] = encoded
         else:
-            out[f"cat_{f['name']}"] = _vocab_index(D.as_strings(col), st["vocab"])
-    out["x_num"] = np.concatenate(dense, axis=1).astype(np.float32)
+            out[f"cat_{name}"] = _vocab_index(col, st["vocab"], unknown, name)
+    out["x_num"] = x_num
     return out
 
 

@@ -204,6 +204,10 @@ def _dates(name: str, values: list, fmt: str) -> pa.Array:
     return pa.array(out, pa.string())
 
 
+_PLAIN_NUMBERS = {float, int, type(None)}
+_PLAIN_TEXT = {str, type(None)}
+
+
 def column(f: dict, st: dict, values: list | np.ndarray) -> pa.Array:
     """One input column of Python values -> the arrow array the preprocessing reads."""
     name, t = f["name"], f["type"]
@@ -211,11 +215,12 @@ def column(f: dict, st: dict, values: list | np.ndarray) -> pa.Array:
         if t == "number":
             return pa.array(values.astype(np.float64), pa.float64())
         values = values.tolist()
+    kinds = set(map(type, values))  # one pass in C: the common cases below need no cell by cell reading
     if t == "number":
-        if all(type(v) is float or type(v) is int for v in values):  # the common case, fast (NaN is missing)
-            return pa.array(values, pa.float64())
+        if kinds <= _PLAIN_NUMBERS:  # NaN and None are missing
+            return pa.array(values, pa.float64(), from_pandas=True)
         return _numbers(name, values)
-    if all(type(v) is str or v is None for v in values):  # text passes through every reader unchanged
+    if kinds <= _PLAIN_TEXT:  # text passes through every reader unchanged
         return pa.array(values, pa.string())
     if t == "binary":
         return _labels(name, t, values, st.get("values") or [])
@@ -280,7 +285,8 @@ def check_table(table: pa.Table, inputs: list[dict], state: dict | None = None) 
     """Column types a table (or a data file) may not hold for an input are errors; list
     columns of set, sequence and vector inputs (Parquet has them) are joined with the
     column's separator."""
-    missing = [f["name"] for f in inputs if f["name"] not in table.column_names]
+    present = set(table.column_names)
+    missing = [f["name"] for f in inputs if f["name"] not in present]
     if missing:
         raise RowsError("rows lack input column(s): " + ", ".join(missing))
     for f in inputs:
@@ -317,21 +323,14 @@ def to_table(rows, inputs: list[dict], state: dict) -> pa.Table:
     return check_table(table, inputs, state)
 
 
-# ---- how many cells the model reads as <unknown> -----------------------------------------
-def unknown_counts(inputs: list[dict], state: dict, table: pa.Table, encoded: dict) -> tuple[dict, dict]:
-    """({input: cells outside the model's values} for binary and category inputs,
-    {input: {"unknown": n, "total": n}} of the tokens or labels the model reads, for text,
-    sequence, set and bag inputs). Missing cells are not unknown."""
-    from mlc.runtime.types import cells as C
-    values, tokens = {}, {}
+# ---- how many tokens the model reads as <unknown> -----------------------------------------
+def unknown_tokens(inputs: list[dict], state: dict, encoded: dict) -> dict:
+    """{input: {"unknown": n, "total": n}} of the tokens or labels the model reads, for text,
+    sequence, set and bag inputs (binary and category cells are counted while encoding)."""
+    tokens = {}
     for f in inputs:
         name, t, st = f["name"], f["type"], state["inputs"][f["name"]]
-        if t in ("binary", "category"):
-            col = C.strings(table.column(name))
-            vocab = st.get("values") if t == "binary" else st.get("vocab")
-            known = pc.is_in(col, value_set=pa.array(vocab or [], pa.string()))
-            values[name] = int(pc.sum(pc.and_(pc.is_valid(col), pc.invert(pc.fill_null(known, False)))).as_py() or 0)
-        elif t in ("text", "sequence", "set", "bag"):
+        if t in ("text", "sequence", "set", "bag"):
             ids = encoded.get(f"bag_{name}", encoded.get(f"tok_{name}"))
             weights = encoded.get(f"bagw_{name}", encoded.get(f"mask_{name}"))
             if ids is None or weights is None:
@@ -340,4 +339,4 @@ def unknown_counts(inputs: list[dict], state: dict, table: pa.Table, encoded: di
                 ids, weights = ids[:, :st["max_len"]], weights[:, :st["max_len"]]
             read = weights != 0
             tokens[name] = {"unknown": int((read & (ids == 0)).sum()), "total": int(read.sum())}
-    return values, tokens
+    return tokens

@@ -19,8 +19,14 @@ def strings(col: pa.ChunkedArray | pa.Array) -> pa.Array:
         col = col.combine_chunks() if col.num_chunks else pa.array([], pa.string())
     if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
         return col.cast(pa.string())
-    if pa.types.is_dictionary(col.type):
-        return col.cast(pa.string())
+    if pa.types.is_dictionary(col.type) or pa.types.is_integer(col.type) or pa.types.is_boolean(col.type):
+        return col.cast(pa.string())  # 7 -> "7", True -> "true", as D.as_strings writes them
+    if pa.types.is_floating(col.type):
+        values = col.to_numpy(zero_copy_only=False)
+        finite = values[~np.isnan(values)]
+        if not finite.size or (np.all(finite == np.round(finite)) and np.all(np.abs(finite) < 2**53)):
+            # 2.0 -> "2"; NaN is missing
+            return pa.array(values, pa.float64(), from_pandas=True).cast(pa.int64()).cast(pa.string())
     return pa.array(D.as_strings(pa.chunked_array([col])), pa.string())
 
 
