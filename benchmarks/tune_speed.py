@@ -70,6 +70,15 @@ def main():
             g = train_group(r, graph, fe.state, enc, lanes, metric, halving=halving)
             res[halving] = (time.perf_counter() - t, lanes, g)
         same = max(abs(a.history[a.best_epoch - 1][metric] - ln.best) for a, ln in zip(alone, res[False][1]))
+        # per trial: does the vmapped lane follow the one-by-one run (same stop, metric within 2e-4)?
+        per_trial = [{"trial": i, "values": v, "best_sequential": a.history[a.best_epoch - 1][metric],
+                      "best_vmapped": ln.best, "best_epoch": [a.best_epoch, ln.best_epoch],
+                      "epochs_run": [a.epochs_run, ln.epochs_run],
+                      "first_epoch_apart": next((e + 1 for e, (x, y) in enumerate(zip(a.history, ln.history))
+                                                 if abs(x[metric] - y[metric]) > 2e-4), None)}
+                     for i, (v, a, ln) in enumerate(zip(trials, alone, res[False][1]))]
+        matched = sum(t["best_epoch"][0] == t["best_epoch"][1] and abs(t["best_sequential"] - t["best_vmapped"]) <= 2e-4
+                      for t in per_trial)
         row = {"program": os.path.relpath(p, ROOT), "trials": args.trials, "train_rows": len(fe.splits["train"]),
                "sequential_s": seq, "vmapped_s": res[False][0], "vmapped_halving_s": res[True][0],
                "ratio": seq / res[False][0], "ratio_halving": seq / res[True][0],
@@ -78,14 +87,15 @@ def main():
                "epochs_sequential": sum(a.epochs_run for a in alone),
                "epochs_vmapped": sum(ln.epochs_run for ln in res[False][1]),
                "vmapped_compile_s": res[False][2].compile_seconds,
-               "max_metric_difference": same,
+               "max_metric_difference": same, "trials_matching": matched, "per_trial": per_trial,
                "best_val": {"sequential": max(a.history[a.best_epoch - 1][metric] for a in alone),
                             "halving": max(ln.best for ln in res[True][1])}}
         rows.append(row)
         print(f"{row['program']:<24} {args.trials} trials: one after another {seq:6.1f} s "
               f"({row['trials_per_s']['sequential']:.2f}/s), vmapped {res[False][0]:5.1f} s "
               f"({row['trials_per_s']['vmapped']:.2f}/s, x{row['ratio']:.1f}), with halving {res[True][0]:5.1f} s "
-              f"(x{row['ratio_halving']:.1f}); max |metric difference| {same:.1e}", flush=True)
+              f"(x{row['ratio_halving']:.1f}); max |metric difference| {same:.1e}, {matched}/{args.trials} trials "
+              f"matching", flush=True)
         if args.json:
             json.dump(rows, open(args.json, "w"), indent=1)
     print("geometric mean ratio:", float(np.exp(np.mean([np.log(r["ratio"]) for r in rows]))))
