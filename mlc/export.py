@@ -558,7 +558,7 @@ def load_compiled(path: str | Path, manifest: dict | None = None, z: zipfile.Zip
                 return load_compiled(path, manifest, z)
         manifest = M.read_manifest(z) if manifest is None else manifest
         if manifest.get("format") != FORMAT:
-            raise ArtifactError(f"`{path}` has format {manifest.get('format')!r}; expected {FORMAT}")
+            raise ArtifactError(f"`{path}` has format {manifest.get('format')!r}; this mlc reads {FORMAT}")
         names = set(z.namelist())
         source = manifest.get("source")
         if "inference.jax" not in names:
@@ -574,6 +574,7 @@ def load_compiled(path: str | Path, manifest: dict | None = None, z: zipfile.Zip
         limit, why = _inference_limit(manifest, path)
         blob = M.read_member(z, "inference.jax", limit, why)
         M.verify_digest(manifest, "inference.jax", blob)
+        M.verify_members(z, manifest, checked={"inference.jax"})
         program = M.read_member(z, "program.dml", M.MAX_TEXT_BYTES) if "program.dml" in names else b""
         program_text = program.decode()
     except M.ManifestError as e:

@@ -90,6 +90,11 @@ class ArtifactError(UserError):
     """A model file that is missing, damaged or of another format."""
 
 
+def _writer(manifest: dict) -> str:
+    v = manifest.get("versions")
+    return f"mlc {v.get('mlc')}" if isinstance(v, dict) and isinstance(v.get("mlc"), str) else "version unknown"
+
+
 def resolved_from_json(j: dict, file: str) -> spec.Resolved:
     return spec.Resolved(file, j["data"], j["split"], j["inputs"], j["outputs"], j["combiner"], j["train"],
                          blocks=j.get("blocks", {}), slices=j.get("slices", []))
@@ -306,10 +311,13 @@ def load(path: str | Path) -> Model:
                 from mlc.export import load_compiled
                 return load_compiled(path, manifest, z)
             if fmt != FORMAT:
-                raise ArtifactError(f"`{path}` has format {fmt!r}; this mlc reads {FORMAT}")
+                raise ArtifactError(f"`{path}` has format {fmt!r}; this mlc ({__import__('mlc').__version__}) reads "
+                                    f"{FORMAT} and {COMPILED_FORMAT}: load it with the mlc that wrote it "
+                                    f"({_writer(manifest)}), or train the program again")
             M.check(manifest)
             program = M.read_member(z, "program.dml", M.MAX_TEXT_BYTES, "a program may hold")
             M.verify_digest(manifest, "program.dml", program)
+            M.verify_members(z, manifest, checked={"program.dml", "weights.npz"})
             graph = build_graph(manifest, path)
             params = _read_weights(z, manifest, graph)
     except M.ManifestError as e:

@@ -258,7 +258,9 @@ def as_numbers(col: pa.ChunkedArray) -> np.ndarray:
     or the first infinite one."""
     if pa.types.is_boolean(col.type):
         col = col.cast(pa.int8())
-    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_decimal(col.type):
+    if col.type == pa.float64():  # the common case: no cast, no copy beyond joining chunks
+        out = col.to_numpy()
+    elif pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_decimal(col.type):
         out = col.cast(pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
     else:
         texts = as_strings(col)

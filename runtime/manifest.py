@@ -96,6 +96,27 @@ def verify_digest(manifest: dict, name: str, data: bytes) -> None:
             raise ManifestError(f"{name} is damaged: its sha256 differs from the one manifest.json records")
 
 
+def verify_members(z: zipfile.ZipFile, manifest: dict, checked: set[str]) -> None:
+    """The archive holds exactly the members manifest.json lists, each with its recorded
+    sha256: a file added, removed, truncated or changed after mlc wrote it is refused.
+    `checked`: members the loader reads (and verifies) itself."""
+    rec = manifest.get("members")
+    if not isinstance(rec, dict):
+        return  # written before members were recorded
+    names = [n for n in z.namelist() if n != "manifest.json"]
+    extra = sorted(set(names) - set(rec))
+    if extra:
+        raise ManifestError(f"it holds {', '.join(extra[:3])}, which manifest.json does not list; the file was "
+                            "changed after mlc wrote it")
+    lacking = sorted(set(rec) - set(names))
+    if lacking:
+        raise ManifestError(f"it lacks {', '.join(lacking[:3])}, which manifest.json lists; the file is damaged")
+    for name in sorted(set(rec) - checked):
+        size = recorded_size(manifest, name)
+        verify_digest(manifest, name, read_member(z, name, size if size is not None else MAX_MANIFEST_BYTES,
+                                                  "manifest.json records"))
+
+
 def recorded_size(manifest: dict, name: str) -> int | None:
     rec = manifest.get("members")
     rec = rec.get(name) if isinstance(rec, dict) else None

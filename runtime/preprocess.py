@@ -140,8 +140,8 @@ def _vocab_index(col: pa.ChunkedArray, vocab: list, unknown: dict | None, name: 
     texts = C.strings(col)
     values, index = _vocab_lookup(vocab)
     if len(texts) <= SMALL_BATCH:
-        found = np.array([index.get(t, -1) for t in texts.to_pylist()], np.int64)
-        lost = int((found < 0).sum())
+        codes = [index.get(t, -1) for t in texts.to_pylist()]
+        found, lost = np.array(codes, np.int64), codes.count(-1)
     else:
         found = pc.index_in(texts, value_set=values)
         lost = found.null_count

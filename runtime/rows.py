@@ -218,7 +218,7 @@ def column(f: dict, st: dict, values: list | np.ndarray) -> pa.Array:
     kinds = set(map(type, values))  # one pass in C: the common cases below need no cell by cell reading
     if t == "number":
         if kinds <= _PLAIN_NUMBERS:  # NaN and None are missing
-            return pa.array(values, pa.float64(), from_pandas=True)
+            return pa.array(values, pa.float64())
         return _numbers(name, values)
     if kinds <= _PLAIN_TEXT:  # text passes through every reader unchanged
         return pa.array(values, pa.string())

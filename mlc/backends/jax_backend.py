@@ -8,7 +8,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from mlc.ir.graph import Graph, live_ops
 
@@ -27,7 +26,15 @@ def _layernorm(x, g, b, *, eps):
     return (x - mean) * jax.lax.rsqrt(var + eps) * g + b
 
 
+def _optax():
+    # Imported when a loss is traced, not with this module: a service that only predicts
+    # (mlc.load) never needs the training side (tests/test_serve_imports.py checks it).
+    import optax
+    return optax
+
+
 def _softmax_ce(logits, y, *, smoothing):
+    optax = _optax()
     k = logits.shape[-1]
     labels = optax.smooth_labels(jax.nn.one_hot(y, k), smoothing) if smoothing else jax.nn.one_hot(y, k)
     return optax.softmax_cross_entropy(logits, labels)
@@ -87,11 +94,11 @@ IMPLS = {
     "gather": lambda table, idx: jnp.take(table, idx, axis=0),
     "one_hot": lambda idx, *, depth: jax.nn.one_hot(idx, depth, dtype=jnp.float32),
     "layernorm": _layernorm,
-    "bce_logits": lambda logits, y: optax.sigmoid_binary_cross_entropy(logits[:, 0], y),
+    "bce_logits": lambda logits, y: _optax().sigmoid_binary_cross_entropy(logits[:, 0], y),
     "softmax_ce": _softmax_ce,
     "squared_error": lambda p, y: (p[:, 0] - y) ** 2,
     "abs_error": lambda p, y: jnp.abs(p[:, 0] - y),
-    "huber": lambda p, y, *, delta: optax.huber_loss(p[:, 0], y, delta=delta),
+    "huber": lambda p, y, *, delta: _optax().huber_loss(p[:, 0], y, delta=delta),
     "mean": jnp.mean,
     "row_sum": lambda x: jnp.sum(x, axis=-1, keepdims=True),
     "row_mean": lambda x: jnp.mean(x, axis=-1, keepdims=True),
@@ -101,7 +108,7 @@ IMPLS = {
     "masked_max": _masked_max,
     "masked_mean": _masked_mean,
     "attention": _attention,
-    "multi_bce": lambda logits, y: optax.sigmoid_binary_cross_entropy(logits, y).sum(-1),
+    "multi_bce": lambda logits, y: _optax().sigmoid_binary_cross_entropy(logits, y).sum(-1),
     "vec_squared_error": lambda p, y: ((p - y) ** 2).mean(-1),
     "vec_abs_error": lambda p, y: jnp.abs(p - y).mean(-1),
 }

@@ -10,7 +10,6 @@ from dataclasses import replace
 
 from mlc.diagnostics import Diagnostic, MlcError, Span
 from mlc.grammar import ast
-from mlc.grammar.parse import parse
 
 from .graph import Builder, IRError
 
@@ -20,6 +19,7 @@ class _Tensor(str):
 
 
 def parse_block(text: str) -> ast.Block:
+    from mlc.grammar.parse import parse  # lark only for programs with blocks: mlc.load stays light
     return parse(text, "<block>").blocks[0]
 
 

@@ -131,8 +131,7 @@ class Server:
         # batch size the batcher runs is compiled before the first request.
         probe = model.predict({c: [None] for c in self.names})
         self.columns = {c: S.json_type(v[0]) for c, v in probe.items()}
-        from mlc.runtime.artifact import rows_to_table
-        self.batcher.warm(rows_to_table({c: [None] for c in self.names}, model.resolved, model.state))
+        model.warmup()
         self.empty = {c: [] for c in self.columns}
         self.schema = S.describe(model, self.columns)
         self.openapi = S.openapi(model, self.columns, f"mlc: {name}",

@@ -9,10 +9,9 @@ one client) runs as one batch per schema. If a batch fails as a whole (a cell th
 encoding rejects), each of its requests is run alone, so one bad request never fails
 another. window == 0 turns batching off: each request runs alone on the same thread.
 
-Each run is padded (with copies of its first row) to a bucket size, a power of two up to
-the largest batch, and the answer trimmed: XLA compiles once per shape, so a new batch
-size would otherwise compile on the request path (hundreds of ms). `warm()` compiles
-every bucket before the server listens.
+The model pads each run to one of a few sizes itself (runtime/artifact.py BUCKETS), so a
+batch of any size never compiles on the request path; the server calls `model.warmup()`
+to compile them all before it listens.
 """
 from __future__ import annotations
 
@@ -49,24 +48,6 @@ class Batcher:
         self.task: asyncio.Task | None = None
         self.batches = 0  # counted for /health and the benchmark
         self.requests = 0
-        self.buckets = [1 << k for k in range(max_rows.bit_length()) if 1 << k < max_rows] + [max_rows]
-
-    def bucket(self, n: int) -> int:
-        return next((b for b in self.buckets if b >= n), n)
-
-    def warm(self, table: pa.Table):
-        """Compile every bucket size (`table`: one valid row) before the first request."""
-        for b in self.buckets:
-            self.model.predict(table.take(pa.array([0] * b)))
-
-    def padded_predict(self, table: pa.Table) -> dict[str, list]:
-        """model.predict on `table` padded to its bucket, trimmed back to its rows."""
-        n = table.num_rows
-        b = self.bucket(n)
-        if b == n:
-            return self.model.predict(table)
-        preds = self.model.predict(pa.concat_tables([table, table.take(pa.array([0] * (b - n)))]))
-        return {c: v[:n] for c, v in preds.items()}
 
     async def start(self):
         self.wake = asyncio.Event()
@@ -92,7 +73,7 @@ class Batcher:
         self.requests += 1
         if self.task is None:  # batching off
             self.batches += 1
-            return await loop.run_in_executor(self.executor, self.padded_predict, table)
+            return await loop.run_in_executor(self.executor, self.model.predict, table)
         job = Job(table, loop.create_future())
         self.pending.append(job)
         self.wake.set()
@@ -131,7 +112,7 @@ class Batcher:
     # ---- on the worker thread -----------------------------------------------------------
     def _one(self, table: pa.Table):
         try:
-            return self.padded_predict(table)
+            return self.model.predict(table)
         except Exception as e:  # noqa: BLE001 - handed to its request, answered there
             return e
 
@@ -145,7 +126,7 @@ class Batcher:
                 out[idxs[0]] = self._one(tables[idxs[0]])
                 continue
             try:
-                preds = self.padded_predict(pa.concat_tables([tables[i] for i in idxs]))
+                preds = self.model.predict(pa.concat_tables([tables[i] for i in idxs]))
             except Exception:  # noqa: BLE001 - find whose rows: each request alone
                 for i in idxs:
                     out[i] = self._one(tables[i])

@@ -16,8 +16,11 @@ from mlc.runtime import data as D
 def strings(col: pa.ChunkedArray | pa.Array) -> pa.Array:
     """The column as one utf8 array (numbers and booleans as their canonical text)."""
     if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks() if col.num_chunks else pa.array([], pa.string())
-    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        col = (col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()) if col.num_chunks else \
+            pa.array([], pa.string())
+    if col.type == pa.string():
+        return col
+    if pa.types.is_large_string(col.type):
         return col.cast(pa.string())
     if pa.types.is_dictionary(col.type) or pa.types.is_integer(col.type) or pa.types.is_boolean(col.type):
         return col.cast(pa.string())  # 7 -> "7", True -> "true", as D.as_strings writes them
@@ -26,7 +29,7 @@ def strings(col: pa.ChunkedArray | pa.Array) -> pa.Array:
         finite = values[~np.isnan(values)]
         if not finite.size or (np.all(finite == np.round(finite)) and np.all(np.abs(finite) < 2**53)):
             # 2.0 -> "2"; NaN is missing
-            return pa.array(values, pa.float64(), from_pandas=True).cast(pa.int64()).cast(pa.string())
+            return pa.array(values, pa.float64(), mask=np.isnan(values)).cast(pa.int64()).cast(pa.string())
     return pa.array(D.as_strings(pa.chunked_array([col])), pa.string())
 
 

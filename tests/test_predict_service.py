@@ -1,0 +1,152 @@
+"""Prediction as a service sees it (issue 9): every input form gives the same answer, a new
+batch size never compiles on the request path, loading imports nothing of the training
+side, and an artifact changed after mlc wrote it is refused."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+
+import mlc
+from mlc.runtime.artifact import BUCKETS, ArtifactError
+from mlc.runtime.run import run
+
+ROOT = Path(__file__).resolve().parents[1]
+TITANIC = ROOT / "examples" / "data" / "titanic.csv"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("service")
+    (folder / "t.dml").write_text((ROOT / "examples" / "titanic.dml").read_text().replace(
+        'data "data/titanic.csv"', f'data "{TITANIC}"') + "\ntrain { epochs = 2 }\n")
+    run(folder / "t.dml", folder / "out", seed=0, log=lambda *_: None)
+    return folder / "out" / "model.mlc"
+
+
+@pytest.fixture(scope="module")
+def model(trained):
+    return mlc.load(trained, device="cpu")
+
+
+def _rows(n: int) -> pa.Table:
+    table = pacsv.read_csv(TITANIC, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+    return table.select(["sex", "age", "passenger_class"]).slice(0, n)
+
+
+def test_every_input_form_gives_the_same_predictions(model):
+    table = _rows(50)
+    columns = table.to_pydict()
+    expected = model.predict(columns)
+    frame = table.to_pandas()
+    numpy_columns = {**columns, "age": np.array([np.nan if a is None else a for a in columns["age"]])}
+    for form in (table, table.to_pylist(), frame, numpy_columns):
+        got = model.predict(form)
+        assert got["survived"] == expected["survived"]
+        np.testing.assert_allclose(got["survived_probability"], expected["survived_probability"], rtol=0, atol=1e-6)
+    assert expected.metadata["rows"] == 50
+
+
+def test_a_new_batch_size_never_compiles_and_rows_do_not_depend_on_their_batch(model):
+    import jax.monitoring
+    compiles = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, *_a, **_k: compiles.append(event) if event == "/jax/core/compile/backend_compile_duration"
+        else None)
+    rows = _rows(300)
+    whole = model.predict(rows)["survived_probability"]
+    for size in [2, 3, *range(1, 301, 7)]:  # 45 different sizes
+        part = model.predict(rows.slice(0, size))["survived_probability"]
+        np.testing.assert_allclose(part, whole[:size], rtol=0, atol=1e-6)
+    # at most one program per bucket the sizes fall in (1, 4, 16, 64, 256, 1024)
+    assert len(compiles) <= len([b for b in BUCKETS if b <= 1024]), len(compiles)
+    compiles.clear()
+    for size in (2, 3, 5, 17, 100, 299):
+        model.predict(rows.slice(0, size))
+    assert compiles == []
+
+
+def test_loading_and_predicting_imports_nothing_of_the_training_side(trained):
+    code = (f"import sys, mlc\nm = mlc.load({str(trained)!r}, device='cpu')\n"
+            "p = m.predict({'sex': ['female'], 'age': [29.0], 'passenger_class': ['1st']})\n"
+            "assert p['survived'][0] in ('yes', 'no'), p\n"
+            "print([k for k in ('optax', 'lark', 'rich', 'click', 'orbax', 'matplotlib', 'tokenizers') if k in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def _members(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as z:
+        return {n: z.read(n) for n in z.namelist()}
+
+
+def _write(path: Path, members: dict) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for n, d in members.items():
+            z.writestr(n, d)
+    return path
+
+
+def test_a_changed_added_or_removed_member_is_refused(tmp_path, trained):
+    members = _members(trained)
+    manifest = json.loads(members["manifest.json"])
+    assert set(manifest["members"]) == set(members) - {"manifest.json"}  # every member listed
+    assert all(len(m["sha256"]) == 64 for m in manifest["members"].values())
+    cases = {
+        "changed": ({**members, "model.ir": members["model.ir"].replace(b"f32", b"f64", 1)},
+                    "model.ir is damaged: its sha256 differs"),
+        "longer": ({**members, "model.ir": members["model.ir"] + b"\n"}, "model.ir would expand to"),
+        "added": ({**members, "run.py": b"print('hi')"}, "holds run.py, which manifest.json does not list"),
+        "removed": ({n: d for n, d in members.items() if n != "model.ir"}, "lacks model.ir, which manifest.json lists"),
+    }
+    for name, (content, message) in cases.items():
+        with pytest.raises(ArtifactError, match=message):
+            mlc.load(_write(tmp_path / f"{name}.mlc", content))
+
+
+def test_a_format_this_mlc_cannot_read_is_refused_with_the_versions(tmp_path, trained):
+    members = _members(trained)
+    manifest = json.loads(members["manifest.json"])
+    manifest["format"] = "mlc-model/2"
+    path = _write(tmp_path / "new.mlc", {**members, "manifest.json": json.dumps(manifest)})
+    with pytest.raises(ArtifactError, match=r"has format 'mlc-model/2'; this mlc \(0\.1\.0\) reads mlc-model/1 "
+                                            r"and mlc-compiled/1: load it with the mlc that wrote it \(mlc 0\.1\.0\)"):
+        mlc.load(path)
+
+
+def test_the_readme_embedding_example_serves_predictions(trained):
+    """The README's Starlette block, run as written (the model path aside) and called as
+    uvicorn would call it: one good request, one with a mistake."""
+    import asyncio
+    import re
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```python\n(import mlc\nfrom starlette.*?)```", readme, re.S).group(1)
+    scope: dict = {}
+    exec(block.replace("runs/titanic/model.mlc", str(trained)), scope)
+
+    async def call(body: bytes) -> tuple[int, dict]:
+        sent = []
+
+        async def receive():
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        await scope["app"]({"type": "http", "method": "POST", "path": "/predict", "headers": [],
+                            "query_string": b"", "root_path": ""}, receive, send)
+        return sent[0]["status"], json.loads(b"".join(m.get("body", b"") for m in sent[1:]))
+
+    row = {"sex": "female", "age": 29, "passenger_class": "1st"}
+    status, answer = asyncio.run(call(json.dumps([row]).encode()))
+    assert status == 200 and answer == json.loads(json.dumps(mlc.load(trained).predict([row])))
+    status, answer = asyncio.run(call(json.dumps([{**row, "age": [1]}]).encode()))
+    assert status == 422 and "column `age`" in answer["error"]
