@@ -226,10 +226,11 @@ def decode_outputs(resolved: spec.Resolved, state: dict, raw: dict[str, np.ndarr
         elif f["type"] == "binary":
             others = [v for v in (st.get("values") or []) if v != st["positive"]]
             negative = others[0] if others else f"not {st['positive']}"
-            cols[f["name"]] = [st["positive"] if p >= 0.5 else negative for p in r]
+            labels = np.array([negative, st["positive"]], dtype=object)  # indexed in C, not a Python loop
+            cols[f["name"]] = labels[(r >= 0.5).astype(np.intp)].tolist()
             cols[f"{f['name']}_probability"] = r.tolist()
         elif f["type"] == "category":
-            cols[f["name"]] = [st["classes"][i] for i in r.argmax(axis=1)]
+            cols[f["name"]] = np.array(st["classes"], dtype=object)[r.argmax(axis=1)].tolist()
             cols[f"{f['name']}_probability"] = r.max(axis=1).tolist()
         else:
             cols[f["name"]] = (r * st["std"] + st["mean"]).tolist()

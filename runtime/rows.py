@@ -213,7 +213,7 @@ def column(f: dict, st: dict, values: list | np.ndarray) -> pa.Array:
     name, t = f["name"], f["type"]
     if isinstance(values, np.ndarray):  # a numeric 1-D column: no cell by cell reading
         if t == "number":
-            return pa.array(values.astype(np.float64), pa.float64())
+            return pa.array(np.asarray(values, np.float64), pa.float64())  # no copy when already float64
         values = values.tolist()
     kinds = set(map(type, values))  # one pass in C: the common cases below need no cell by cell reading
     if t == "number":
@@ -256,7 +256,9 @@ def python_columns(rows, names: list[str]) -> dict[str, list] | None:
     if isinstance(rows, pa.Table):
         return None
     if type(rows).__name__ == "DataFrame" and hasattr(rows, "columns"):  # pandas, without importing it
-        rows = {str(c): rows[c].tolist() for c in rows.columns}
+        # numeric columns as their numpy arrays (no copy to Python objects), the others as lists
+        rows = {str(c): rows[c].to_numpy() if isinstance(rows[c].dtype, np.dtype) and rows[c].dtype.kind in "iuf"
+                else rows[c].tolist() for c in rows.columns}
     if isinstance(rows, Mapping):
         missing = [c for c in names if c not in rows]
         if missing:
