@@ -32,6 +32,7 @@ from mlc.runtime import manifest as M
 from mlc.runtime.outdir import unique_temporary
 from mlc.runtime import rows as R
 from mlc.runtime import preprocess as P
+from mlc.runtime import few_rows
 
 FORMAT = "mlc-model/1"
 COMPILED_FORMAT = "mlc-compiled/1"  # mlc/export.py; `load` hands those to mlc.export.load_compiled
@@ -100,11 +101,11 @@ def resolved_from_json(j: dict, file: str) -> spec.Resolved:
                          blocks=j.get("blocks", {}), slices=j.get("slices", []))
 
 
-def rows_to_table(rows, resolved: spec.Resolved, state: dict) -> pa.Table:
+def rows_to_table(rows, resolved: spec.Resolved, state: dict, cols: dict | None = None) -> pa.Table:
     """A dict of columns, a list of row dicts, a pandas DataFrame or a pyarrow Table, checked
     against the model's inputs (runtime/rows.py says what each input type accepts)."""
     try:
-        return R.to_table(rows, resolved.inputs, state)
+        return R.to_table(rows, resolved.inputs, state, cols)
     except (pa.ArrowException, OverflowError) as e:
         raise R.RowsError(f"cannot read the rows as columns ({e}); give each column values of one kind, "
                           "such as all strings or all dates") from None
@@ -187,13 +188,17 @@ class Predictor:
         return self.run(self.encode(table), table.num_rows, batch)
 
     def predict(self, rows) -> Predictions:
-        table = rows_to_table(rows, self.resolved, self.state)
-        n = table.num_rows
-        if n == 0:  # the same columns as for any rows: those of one row with every cell missing
-            names = self.predict({c: [None] for c in self.inputs}).keys()
-            return Predictions({c: [] for c in names}, {"rows": 0, "unknown": {}, "unknown_tokens": {}})
+        cols = R.python_columns(rows, self.inputs)
         unknown: dict[str, int] = {}
-        encoded = self.encode(table, unknown)
+        # a few plain rows (a request to a service) skip Arrow; anything else takes the general path
+        encoded = few_rows.encode(self.resolved, self.state, cols, unknown) if cols else None
+        if encoded is None:
+            table = rows_to_table(rows, self.resolved, self.state, cols)
+            if table.num_rows == 0:  # the same columns as for any rows: those of one row, every cell missing
+                names = self.predict({c: [None] for c in self.inputs}).keys()
+                return Predictions({c: [] for c in names}, {"rows": 0, "unknown": {}, "unknown_tokens": {}})
+            encoded = self.encode(table, unknown)
+        n = len(encoded["x_num"])
         tokens = R.unknown_tokens(self.resolved.inputs, self.state, encoded)
         raw = self.run(encoded, n)
         check_scores(raw)

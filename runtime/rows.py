@@ -313,9 +313,10 @@ def check_table(table: pa.Table, inputs: list[dict], state: dict | None = None) 
     return table
 
 
-def to_table(rows, inputs: list[dict], state: dict) -> pa.Table:
+def to_table(rows, inputs: list[dict], state: dict, cols: dict | None = None) -> pa.Table:
+    """cols: python_columns(rows, ...) when the caller has it already."""
     names = [f["name"] for f in inputs]
-    cols = python_columns(rows, names)
+    cols = python_columns(rows, names) if cols is None else cols
     if cols is None:
         table = rows
     else:

@@ -150,3 +150,28 @@ def test_the_readme_embedding_example_serves_predictions(trained):
     assert status == 200 and answer == json.loads(json.dumps(mlc.load(trained).predict([row])))
     status, answer = asyncio.run(call(json.dumps([{**row, "age": [1]}]).encode()))
     assert status == 422 and "column `age`" in answer["error"]
+
+
+def test_a_few_plain_rows_encode_as_the_general_path_does(model):
+    """runtime/few_rows.py (one request's rows, without Arrow) gives the arrays and unknown
+    counts of encode_inputs, for missing, NaN, unseen and integer cells alike."""
+    from mlc.runtime import few_rows
+    from mlc.runtime.artifact import rows_to_table
+    cols = {"sex": ["female", None, "male", "robot", "male"], "age": [29.0, None, float("nan"), 3, 80],
+            "passenger_class": ["1st", "3rd", None, "9th", "2nd"]}
+    for n in (1, 2, 5):
+        part = {c: v[:n] for c, v in cols.items()}
+        fast_unknown, slow_unknown = {}, {}
+        fast = few_rows.encode(model.resolved, model.state, part, fast_unknown)
+        slow = model.encode(rows_to_table(part, model.resolved, model.state), slow_unknown)
+        assert fast is not None and fast.keys() == slow.keys()
+        for k in slow:
+            np.testing.assert_array_equal(fast[k], slow[k])
+            assert fast[k].dtype == slow[k].dtype
+        assert fast_unknown == slow_unknown
+    # what only the general path reads (text in a number input, a bool, an infinite value) is left to it
+    for cells in (["12"], [True], [float("inf")], [2 ** 60]):
+        assert few_rows.encode(model.resolved, model.state, {**{c: v[:1] for c, v in cols.items()}, "age": cells},
+                               {}) is None
+    with pytest.raises(ValueError, match="column `age`"):
+        model.predict({"sex": ["male"], "age": [float("inf")], "passenger_class": ["1st"]})
