@@ -211,6 +211,8 @@ _PLAIN_TEXT = {str, type(None)}
 def column(f: dict, st: dict, values: list | np.ndarray) -> pa.Array:
     """One input column of Python values -> the arrow array the preprocessing reads."""
     name, t = f["name"], f["type"]
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):  # text (see _as_list)
+        return values.cast(pa.string())
     if isinstance(values, np.ndarray):  # a numeric 1-D column: no cell by cell reading
         if t == "number":
             return pa.array(np.asarray(values, np.float64), pa.float64())  # no copy when already float64
@@ -242,12 +244,20 @@ def _as_list(name: str, v) -> list:
             return list(v)
         else:
             return v if v.dtype.kind in "iuf" else v.tolist()
-    if isinstance(v, (pa.Array, pa.ChunkedArray)):
-        return v.to_pylist()
+    if isinstance(v, (pa.Array, pa.ChunkedArray)):  # text stays in Arrow: it passes every reader unchanged
+        return v if pa.types.is_string(v.type) or pa.types.is_large_string(v.type) else v.to_pylist()
     if isinstance(v, Mapping) or not hasattr(v, "__len__") or not hasattr(v, "__iter__"):
         raise RowsError(f"column `{name}` is the single value {_what(v)}, not a list of values: give one value "
                         f"per row, such as {{{name!r}: [{_shown(v)}]}}, or a list of row dicts")
     return list(v)
+
+
+def _frame_column(series):
+    if isinstance(series.dtype, np.dtype) and series.dtype.kind in "iuf":
+        return series.to_numpy()
+    if str(series.dtype) in ("str", "string"):  # pandas' text dtypes: NA is missing
+        return pa.array(series)
+    return series.tolist()
 
 
 def python_columns(rows, names: list[str]) -> dict[str, list] | None:
@@ -256,9 +266,9 @@ def python_columns(rows, names: list[str]) -> dict[str, list] | None:
     if isinstance(rows, pa.Table):
         return None
     if type(rows).__name__ == "DataFrame" and hasattr(rows, "columns"):  # pandas, without importing it
-        # numeric columns as their numpy arrays (no copy to Python objects), the others as lists
-        rows = {str(c): rows[c].to_numpy() if isinstance(rows[c].dtype, np.dtype) and rows[c].dtype.kind in "iuf"
-                else rows[c].tolist() for c in rows.columns}
+        # numeric columns as their numpy arrays and text columns as Arrow strings (pandas keeps
+        # them in Arrow already): no copy to Python objects; other columns as lists of cells
+        rows = {str(c): _frame_column(rows[c]) for c in rows.columns}
     if isinstance(rows, Mapping):
         missing = [c for c in names if c not in rows]
         if missing:
