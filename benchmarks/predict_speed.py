@@ -11,8 +11,9 @@ Models (trained here with `mlc run`, 3 epochs: speed does not depend on how well
 
 For each model it measures, on `--rows` rows drawn from its data (repeated to that count):
   batch     rows/s of `mlc.load(...).predict(rows)` for a dict of lists, a pyarrow Table and a
-            pandas DataFrame (median of 3), and of HistGradientBoostingClassifier.predict_proba on
-            the same rows already ordinal-encoded (its encoding is not timed: that favours HGB)
+            pandas DataFrame, each timed in turn with HistGradientBoostingClassifier.predict_proba
+            on the same rows already ordinal-encoded (its encoding is not timed: that favours
+            HGB), 5 rounds; the ratio is the median of the 5 paired ratios
   single    p50/p99 of predict on one row (a dict of one-element lists), after warm-up
   sizes     compiles while predicting 200 different batch sizes (1..200), and the growth of
             the process's peak RSS over them
@@ -90,7 +91,9 @@ def timed(fn, repeats: int = 3) -> float:
     return float(np.median(best))
 
 
-def hgb_rows_per_s(model, data: pa.Table, rows: pa.Table) -> float:
+def hgb_predictor(model, data: pa.Table, rows: pa.Table):
+    """HistGradientBoosting fitted on the model's data; returns a call that predicts `rows`
+    already ordinal-encoded (its encoding is not timed)."""
     import pandas as pd
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.preprocessing import OrdinalEncoder
@@ -113,7 +116,7 @@ def hgb_rows_per_s(model, data: pa.Table, rows: pa.Table) -> float:
     hgb.fit(frame(data), y)
     x = frame(rows)
     hgb.predict_proba(x[:100])
-    return rows.num_rows / timed(lambda: hgb.predict_proba(x))
+    return lambda: hgb.predict_proba(x)
 
 
 def peak_rss_mb() -> float:
@@ -141,9 +144,18 @@ def measure(name: str, program: str, args, folder: str) -> dict:
     as_frame = rows.to_pandas()
     model.predict(rows.slice(0, 1000))
     result = {"inputs": len(model.inputs), "rows": rows.num_rows}
+    hgb = hgb_predictor(model, data, rows)
+    # each form paired with HGB in turn, 5 rounds: the ratio is the median of the pairs (the
+    # machine's load changes between rounds, much less within one)
     for kind, value in (("dict", as_dict), ("table", rows), ("dataframe", as_frame)):
-        result[f"{kind}_rows_per_s"] = rows.num_rows / timed(lambda: model.predict(value))
-    result["hgb_rows_per_s"] = hgb_rows_per_s(model, data, rows)
+        ours, theirs = [], []
+        for _ in range(5):
+            ours.append(timed(lambda: model.predict(value), 1))
+            theirs.append(timed(hgb, 1))
+        result[f"{kind}_rows_per_s"] = rows.num_rows / float(np.median(ours))
+        result[f"{kind}_vs_hgb"] = float(np.median(np.array(theirs) / np.array(ours)))
+        result.setdefault("hgb_times", []).extend(theirs)
+    result["hgb_rows_per_s"] = rows.num_rows / float(np.median(result.pop("hgb_times")))
     one = {c: as_dict[c][:1] for c in model.inputs}
     for _ in range(200):
         model.predict(one)
@@ -204,7 +216,8 @@ def main():
             r = results[name] = measure(name, program, args, folder)
             print(f"{name:8s} inputs={r['inputs']:2d}  dict {r['dict_rows_per_s']:9,.0f}  table "
                   f"{r['table_rows_per_s']:9,.0f}  dataframe {r['dataframe_rows_per_s']:9,.0f}  HGB "
-                  f"{r['hgb_rows_per_s']:9,.0f} rows/s (table/HGB {r['table_rows_per_s'] / r['hgb_rows_per_s']:.2f}x)"
+                  f"{r['hgb_rows_per_s']:9,.0f} rows/s (paired ratios to HGB: dict {r['dict_vs_hgb']:.2f}x, table "
+                  f"{r['table_vs_hgb']:.2f}x, dataframe {r['dataframe_vs_hgb']:.2f}x)"
                   f"  single p50 {r['single_p50_ms']:.3f} ms p99 {r['single_p99_ms']:.3f} ms  "
                   f"200 sizes: {r['compiles_200_sizes']} compiles, +{r['rss_growth_mb_200_sizes']:.0f} MB  "
                   f"cold: import {r['cold']['import']:.2f} s, load+first predict "
