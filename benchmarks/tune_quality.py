@@ -79,7 +79,8 @@ def main():
                     row["metric"] = LEAD[out["type"]]
                     values.append(report["metrics"]["test"][out["name"]][row["metric"]])
                     if kind == "tune":
-                        row["tune_chosen"] = report["tuning"]["trials"][report["tuning"]["chosen"]]["values"]
+                        row.setdefault("tune_chosen", []).append(  # one per seed
+                            report["tuning"]["trials"][report["tuning"]["chosen"]]["values"])
                 row[kind] = {"mean": float(np.mean(values)), "spread": float(np.max(values) - np.min(values)),
                              "values": values, "seconds": float(np.mean(seconds))}
                 print(f"{row['program']:<36} {kind:<9} {row['metric']:<8} {np.mean(values):.4f} "
