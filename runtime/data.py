@@ -222,12 +222,20 @@ def _printable(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def integral_floats(values: np.ndarray, empty: bool = True) -> bool:
+    """Whether every present float is a whole number written exactly (2.0 -> "2");
+    `empty`: the answer when no value is present."""
+    finite = values[~np.isnan(values)]
+    if not finite.size:
+        return empty
+    return bool(np.all(finite == np.round(finite)) and np.all(np.abs(finite) < 2**53))
+
+
 def as_strings(col: pa.ChunkedArray) -> list[str | None]:
     """Canonical text of each value: 1.0 -> "1", True -> "true", null -> None."""
     if pa.types.is_floating(col.type):
         values = col.to_numpy(zero_copy_only=False)
-        finite = values[~np.isnan(values)]
-        if finite.size and np.all(finite == np.round(finite)) and np.all(np.abs(finite) < 2**53):
+        if integral_floats(values, empty=False):
             return [None if np.isnan(v) else str(int(v)) for v in values]
     if pa.types.is_boolean(col.type):
         return [None if v is None else ("true" if v else "false") for v in col.to_pylist()]

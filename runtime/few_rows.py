@@ -53,8 +53,7 @@ def encode(resolved: spec.Resolved, state: dict, cols: dict[str, list], unknown:
         counts[name] = sum(1 for v, i in zip(cells, found) if i < 0 and v is not None)
         codes = np.array(found, np.int64) + 1
         if f["type"] == "binary":
-            table = np.array([0.0, -1.0, 1.0], np.float32) if len(vocab) == 2 else np.zeros(3, np.float32)
-            block[:, 0] = table[np.minimum(codes, 2)]
+            block[:, 0] = P.binary_codes(codes, vocab)
         else:
             out[f"cat_{name}"] = codes.astype(np.int32)
     unknown.update(counts)

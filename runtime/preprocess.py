@@ -151,6 +151,13 @@ def _vocab_index(col: pa.ChunkedArray, vocab: list, unknown: dict | None, name: 
     return (found + 1).astype(np.int32)
 
 
+def binary_codes(index: np.ndarray, values: list) -> np.ndarray:
+    """A binary input's value: the first of its two values -1, the second +1; missing,
+    unknown (or a one-valued input) 0. `index`: position in `values` + 1, 0 for none."""
+    codes = np.array([0.0, -1.0, 1.0], np.float32) if len(values) == 2 else np.zeros(3, np.float32)
+    return codes[np.minimum(index, 2)]
+
+
 def _dense_width(f: dict, st: dict) -> int:
     if f["type"] == "number":
         return number_width(st)
@@ -184,9 +191,7 @@ def encode_inputs(resolved: spec.Resolved, state: dict, table: pa.Table,
             _encode_number(values, st, block)
         elif f["type"] == "binary":
             # the first value is -1, the second +1; missing, unknown (or a one-valued input) 0
-            index = _vocab_index(col, st["values"], unknown, name)
-            codes = np.array([0.0, -1.0, 1.0], np.float32) if len(st["values"]) == 2 else np.zeros(3, np.float32)
-            block[:, 0] = codes[np.minimum(index, 2)]
+            block[:, 0] = binary_codes(_vocab_index(col, st["values"], unknown, name), st["values"])
         elif f["type"] in T.INPUTS:
             encoded = T.encode_input(f, st, col)
             if isinstance(encoded, dict):

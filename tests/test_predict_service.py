@@ -65,8 +65,9 @@ def test_a_new_batch_size_never_compiles_and_rows_do_not_depend_on_their_batch(m
     for size in [2, 3, *range(1, 301, 7)]:  # 45 different sizes
         part = model.predict(rows.slice(0, size))["survived_probability"]
         np.testing.assert_allclose(part, whole[:size], rtol=0, atol=1e-6)
-    # at most one program per bucket the sizes fall in (1, 4, 16, 64, 256, 1024)
-    assert len(compiles) <= len([b for b in BUCKETS if b <= 1024]), len(compiles)
+    # at most one program per bucket the sizes fall in (1, 4, 16, 64, 256, 1024), and some were
+    # new to this model (4 at least: no size of the earlier test falls in it), so compiles are seen
+    assert 1 <= len(compiles) <= len([b for b in BUCKETS if b <= 1024]), len(compiles)
     compiles.clear()
     for size in (2, 3, 5, 17, 100, 299):
         model.predict(rows.slice(0, size))

@@ -28,7 +28,7 @@ def _layernorm(x, g, b, *, eps):
 
 def _optax():
     # Imported when a loss is traced, not with this module: a service that only predicts
-    # (mlc.load) never needs the training side (tests/test_serve_imports.py checks it).
+    # (mlc.load) never needs the training side (tests/test_predict_service.py checks it).
     import optax
     return optax
 

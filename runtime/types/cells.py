@@ -26,9 +26,7 @@ def strings(col: pa.ChunkedArray | pa.Array) -> pa.Array:
         return col.cast(pa.string())  # 7 -> "7", True -> "true", as D.as_strings writes them
     if pa.types.is_floating(col.type):
         values = col.to_numpy(zero_copy_only=False)
-        finite = values[~np.isnan(values)]
-        if not finite.size or (np.all(finite == np.round(finite)) and np.all(np.abs(finite) < 2**53)):
-            # 2.0 -> "2"; NaN is missing
+        if D.integral_floats(values):  # 2.0 -> "2", as D.as_strings writes it; NaN is missing
             return pa.array(values, pa.float64(), mask=np.isnan(values)).cast(pa.int64()).cast(pa.string())
     return pa.array(D.as_strings(pa.chunked_array([col])), pa.string())
 
