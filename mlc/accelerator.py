@@ -67,6 +67,24 @@ def select(device: str | None = None) -> None:
         sys.modules["jax"].config.update("jax_platforms", platforms)
 
 
+def cpu_only() -> bool:
+    """Whether JAX can only run on the CPU in this process, decided without importing JAX
+    when it is not imported yet: JAX_PLATFORMS says cpu (as --device cpu sets it), or no
+    accelerator plugin is installed (JAX finds GPUs and TPUs only through the `jax_plugins`
+    entry points or namespace, and libtpu). Where JAX is imported, its default backend says."""
+    platforms = os.environ.get("JAX_PLATFORMS", "").strip().lower()
+    if platforms:
+        return platforms == "cpu"
+    if "jax" in sys.modules:
+        return sys.modules["jax"].default_backend() == "cpu"
+    from importlib.util import find_spec
+    try:
+        plugins = list(metadata.entry_points(group="jax_plugins"))
+    except Exception:  # noqa: BLE001 - unreadable metadata: assume an accelerator may be there
+        return False
+    return not plugins and find_spec("jax_plugins") is None and find_spec("libtpu") is None
+
+
 def check_available(device: str | None) -> None:
     """For an explicit --device gpu/tpu: a clear error when JAX cannot start that platform."""
     choice = (device or os.environ.get(DEVICE_ENV) or "auto").strip().lower()

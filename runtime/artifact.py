@@ -12,18 +12,18 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
 import zipfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-import jax
 import numpy as np
 import pyarrow as pa
 
-from mlc import spec
+from mlc import accelerator, spec
 from mlc.diagnostics import UserError
-from mlc.backends import jax_backend
+from mlc.backends import numpy_backend
 from mlc.ir.graph import Graph, print_graph
 from mlc.ir.lower import lower
 from mlc.ir.pipeline import optimize
@@ -150,6 +150,10 @@ class Predictor:
     def forward(self, encoded: dict) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
+    def forward_few(self, encoded: dict) -> dict[str, np.ndarray] | None:
+        """The outputs for a few rows without calling XLA, or None where this model has no such path."""
+        return None
+
     def encode(self, table: pa.Table, unknown: dict | None = None) -> dict[str, np.ndarray]:
         table = R.check_table(table, self.resolved.inputs, self.state)
         try:
@@ -163,7 +167,12 @@ class Predictor:
 
     def run(self, encoded: dict, rows: int, batch: int = BUCKETS[-1]) -> dict[str, np.ndarray]:
         """The model on every row, in chunks of at most `batch` rows, each padded to one of a few
-        sizes (BUCKETS): a new number of rows never compiles a new program."""
+        sizes (BUCKETS): a new number of rows never compiles a new program. A few rows on the
+        CPU skip XLA (mlc/backends/numpy_backend.py says why)."""
+        if rows <= numpy_backend.MAX_ROWS:
+            out = self.forward_few(encoded)
+            if out is not None:
+                return {name: out[name] for name in self.outputs}
         parts = []
         for s in range(0, rows, batch):
             chunk = {k: v[s:s + batch] for k, v in encoded.items()}
@@ -182,7 +191,12 @@ class Predictor:
         """Compile the program for every bucket now (a server calls this before it listens)."""
         one = self.encode(rows_to_table({c: [None] for c in self.inputs}, self.resolved, self.state))
         for size in BUCKETS:
-            self.forward({k: np.repeat(v, size, axis=0) for k, v in one.items()})
+            self.run({k: np.repeat(v, size, axis=0) for k, v in one.items()}, size)
+
+    def _few_rows(self) -> few_rows.RowEncoder:
+        if self.__dict__.get("_row_encoder") is None:
+            self._row_encoder = few_rows.RowEncoder(self.resolved, self.state)
+        return self._row_encoder
 
     def predict_raw(self, table: pa.Table, batch: int = BUCKETS[-1]) -> dict[str, np.ndarray]:
         return self.run(self.encode(table), table.num_rows, batch)
@@ -191,7 +205,7 @@ class Predictor:
         cols = R.python_columns(rows, self.inputs)
         unknown: dict[str, int] = {}
         # a few plain rows (a request to a service) skip Arrow; anything else takes the general path
-        encoded = few_rows.encode(self.resolved, self.state, cols, unknown) if cols else None
+        encoded = self._few_rows().encode(cols, unknown) if cols else None
         if encoded is None:
             table = rows_to_table(rows, self.resolved, self.state, cols)
             if table.num_rows == 0:  # the same columns as for any rows: those of one row, every cell missing
@@ -199,7 +213,7 @@ class Predictor:
                 return Predictions({c: [] for c in names}, {"rows": 0, "unknown": {}, "unknown_tokens": {}})
             encoded = self.encode(table, unknown)
         n = len(encoded["x_num"])
-        tokens = R.unknown_tokens(self.resolved.inputs, self.state, encoded)
+        tokens = R.unknown_tokens(self.resolved.inputs, self.state, encoded) if not self._few_rows().plain else {}
         raw = self.run(encoded, n)
         check_scores(raw)
         raw = {k: (v[:, 0] if v.ndim == 2 and v.shape[1] == 1 else v) for k, v in raw.items()}
@@ -220,12 +234,31 @@ class Model(Predictor):
         for name, p in self.graph.params.items():
             if name not in params or tuple(params[name].shape) != tuple(p.type.shape):
                 raise ArtifactError(f"weights do not match the program (parameter `{name}`)")
-        self.params = jax.device_put(params)  # once: not copied to the device on every call
+        self.params = params
         self.wanted = [f"pred.{f['name']}" for f in self.resolved.outputs]
-        self._fn = jax.jit(jax_backend.build(self.graph, self.wanted))
+        # Built on first use: a service that predicts a few rows at a time on the CPU never
+        # imports JAX (numpy_backend), one that sends batches pays for it once.
+        self._plan: numpy_backend.Plan | bool | None = None
+        self._fn = self._device_params = None
+        self._lock = threading.Lock()
+
+    def forward_few(self, encoded: dict) -> dict[str, np.ndarray] | None:
+        if self._plan is None:  # off where JAX finds an accelerator: it does the work, as for any batch
+            self._plan = numpy_backend.Plan(self.graph, self.params, self.wanted) if accelerator.cpu_only() else False
+        if self._plan is False:
+            return None
+        out = self._plan.run(encoded)
+        return {name: out[f"pred.{name}"] for name in self.outputs}
 
     def forward(self, encoded: dict) -> dict[str, np.ndarray]:
-        out = jax.device_get(self._fn(self.params, encoded))
+        import jax
+        if self._fn is None:
+            from mlc.backends import jax_backend
+            with self._lock:
+                if self._fn is None:
+                    self._device_params = jax.device_put(self.params)  # once: not copied on every call
+                    self._fn = jax.jit(jax_backend.build(self.graph, self.wanted))
+        out = jax.device_get(self._fn(self._device_params, encoded))
         return {name: out[f"pred.{name}"] for name in self.outputs}
 
 

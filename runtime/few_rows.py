@@ -1,13 +1,14 @@
-"""A request of a few plain rows, encoded without Arrow.
+"""A request of a few plain rows, encoded without Arrow or numpy per column.
 
 A service predicts one row at a time, and for one row the fixed cost of building Arrow
-arrays and calling compute kernels per column is most of the time. When every input is a
-number, binary or category and every cell is a plain Python value (int, float, str or
-None), the encoding is a handful of dict lookups and the number encoder of
-runtime/preprocess.py on tiny arrays; the arrays are the same as `encode_inputs` gives
-(tests/test_predict_service.py compares them). Anything else (another input type, text in
-a number input, an infinite value, a bool) returns None: the general path reads it and
-gives its documented conversion or error.
+arrays, or of numpy calls on one-element arrays, is most of the time. When every input is
+a number, binary or category and every cell is a plain Python value (int, float, str or
+None), `RowEncoder` computes each cell with Python floats from what it precomputed once
+per model, and makes one numpy array at the end. Python floats are IEEE doubles, as the
+float64 arithmetic of runtime/preprocess.py, so the arrays are exactly those
+`encode_inputs` gives (tests/test_predict_service.py compares them). Anything else
+(another input type, text in a number input, an infinite value, a bool) returns None:
+the general path reads it and gives its documented conversion or error.
 """
 from __future__ import annotations
 
@@ -23,39 +24,79 @@ _NUMBER = {float, int, type(None)}
 _LABEL = {str, type(None)}
 
 
-def encode(resolved: spec.Resolved, state: dict, cols: dict[str, list], unknown: dict) -> dict | None:
-    """The model's input arrays for `cols` ({input: list of cells}), or None for the general path."""
-    n = len(next(iter(cols.values()))) if cols else 0
-    if not 0 < n <= MAX_ROWS or any(f["type"] not in ("number", "binary", "category") for f in resolved.inputs):
-        return None
-    widths = [P._dense_width(f, state["inputs"][f["name"]]) for f in resolved.inputs]
-    x_num = np.zeros((n, sum(widths)), np.float32)
-    out: dict[str, np.ndarray] = {}
-    counts: dict[str, int] = {}
-    at = 0
-    for f, width in zip(resolved.inputs, widths):
-        name, st, cells = f["name"], state["inputs"][f["name"]], cols[f["name"]]
-        block = x_num[:, at:at + width]
-        at += width
-        if isinstance(cells, np.ndarray) or not set(map(type, cells)) <= (_NUMBER if f["type"] == "number" else _LABEL):
+def _number_rule(st: dict):
+    """fn(cell) -> the number's columns, as runtime/preprocess.py's _encode_number computes them."""
+    fill, shift, scale, clip, indicator = st["fill"], st["shift"], st["scale"], st["clip"], st["indicator"]
+    edges = [float(e) for e in st["edges"]]
+    bins = [(edges[i], edges[i + 1] - edges[i]) for i in range(len(edges) - 1)]  # PLE: one column each
+
+    def encode(v):
+        missing = v is None or v != v
+        x = fill if missing else float(v)
+        s = (x - shift) / scale
+        if clip:
+            t = s / 3.0
+            s = s / math.sqrt(1.0 + t * t)
+        cells = [s]
+        for low, width in bins:
+            cells.append(min(max((x - low) / width, 0.0), 1.0))
+        if indicator:
+            cells.append(1.0 if missing else 0.0)
+        return cells
+    return encode
+
+
+class RowEncoder:
+    """The model's input arrays for a few plain rows; built once per loaded model."""
+
+    def __init__(self, resolved: spec.Resolved, state: dict):
+        self.plain = all(f["type"] in ("number", "binary", "category") for f in resolved.inputs)
+        self.inputs = []  # (name, kind, rule): rule(cell) -> cells of x_num, or (code, unknown?)
+        self.width = 0
+        for f in resolved.inputs if self.plain else ():
+            st = state["inputs"][f["name"]]
+            self.width += P._dense_width(f, st)
+            if f["type"] == "number":
+                self.inputs.append((f["name"], "number", _number_rule(st)))
+            else:
+                vocab = st["values"] if f["type"] == "binary" else st["vocab"]
+                index = {v: i + 1 for i, v in enumerate(vocab)}  # 0: missing or unknown
+                if f["type"] == "binary":
+                    codes = P.binary_codes(np.arange(3), vocab).tolist()
+                    index = {v: codes[min(i, 2)] for v, i in index.items()}
+                self.inputs.append((f["name"], f["type"], index))
+
+    def encode(self, cols: dict[str, list], unknown: dict) -> dict | None:
+        """{input: list of cells} -> the input arrays, or None for the general path; counts
+        present cells outside a vocabulary into `unknown`."""
+        n = len(next(iter(cols.values()))) if cols else 0
+        if not self.plain or not 0 < n <= MAX_ROWS:
             return None
-        if f["type"] == "number":
-            if any(type(v) is int and abs(v) > 2 ** 53 for v in cells):
-                return None  # not exactly a float: the general path says so
-            values = [math.nan if v is None else float(v) for v in cells]
-            if any(math.isinf(v) for v in values):
-                return None  # the general path names the row
-            P._encode_number(np.array(values, np.float64), st, block)
-            continue
-        vocab = st["values"] if f["type"] == "binary" else st["vocab"]
-        index = P._vocab_lookup(vocab)[1]
-        found = [index.get(v, -1) if v is not None else -1 for v in cells]
-        counts[name] = sum(1 for v, i in zip(cells, found) if i < 0 and v is not None)
-        codes = np.array(found, np.int64) + 1
-        if f["type"] == "binary":
-            block[:, 0] = P.binary_codes(codes, vocab)
-        else:
-            out[f"cat_{name}"] = codes.astype(np.int32)
-    unknown.update(counts)
-    out["x_num"] = x_num
-    return out
+        rows: list[list] = [[] for _ in range(n)]
+        out: dict[str, np.ndarray] = {}
+        counts: dict[str, int] = {}
+        for name, kind, rule in self.inputs:
+            cells = cols[name]
+            if type(cells) is not list and type(cells) is not tuple:
+                return None
+            if kind == "number":
+                for v in cells:
+                    t = type(v)
+                    if t not in _NUMBER or (t is int and abs(v) > 2 ** 53) or (t is float and math.isinf(v)):
+                        return None  # a bool, text, an inexact int, an infinity: the general path says so
+                for row, v in zip(rows, cells):
+                    row += rule(v)
+                continue
+            if not set(map(type, cells)) <= _LABEL:
+                return None
+            found = [rule.get(v, 0) if v is not None else 0 for v in cells]
+            lost = sum(1 for v in cells if v is not None and v not in rule)
+            counts[name] = lost
+            if kind == "binary":
+                for row, code in zip(rows, found):
+                    row.append(code)
+            else:
+                out[f"cat_{name}"] = np.array(found, np.int32)
+        unknown.update(counts)
+        out["x_num"] = np.array(rows, np.float32).reshape(n, self.width)
+        return out

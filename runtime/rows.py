@@ -234,6 +234,8 @@ def column(f: dict, st: dict, values: list | np.ndarray) -> pa.Array:
 
 
 def _as_list(name: str, v) -> list:
+    if type(v) is list:  # the common case, first: a service's request of a few rows
+        return v
     if isinstance(v, (str, bytes)):
         raise RowsError(f"column `{name}` is the single value {_shown(v)}, not a list of values: give one value "
                         f"per row, such as {{{name!r}: [{_shown(v)}]}}, or a list of row dicts")

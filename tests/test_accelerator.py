@@ -35,6 +35,30 @@ def test_cuda_plugin_without_a_driver_runs_on_the_cpu_quietly(tmp_path):
     assert out.stdout.strip() == expected, out.stderr
 
 
+def test_cpu_only_is_known_without_importing_jax(tmp_path):
+    """The numpy back end serves a few rows only where JAX could not use an accelerator:
+    JAX_PLATFORMS=cpu, or no accelerator plugin installed; a plugin (entry point) or a
+    JAX_PLATFORMS naming another platform turns it off. Nothing imports JAX to decide."""
+    code = "import sys; from mlc import accelerator as a; print(a.cpu_only(), 'jax' in sys.modules)"
+    base = {k: v for k, v in os.environ.items() if k not in ("JAX_PLATFORMS", "PYTHONPATH")}
+
+    def ask(extra_path=None, **env):
+        paths = ([str(extra_path)] if extra_path else []) + sys.path
+        out = subprocess.run([sys.executable, "-c", code], env={**base, **env, "PYTHONPATH": os.pathsep.join(paths)},
+                             capture_output=True, text=True, timeout=60)
+        return out.stdout.strip() or out.stderr
+    assert ask(JAX_PLATFORMS="cpu") == "True False"
+    assert ask(JAX_PLATFORMS="cuda") == "False False"
+    plain = ask()
+    assert plain.endswith("False")
+    if plain == "True False":  # this machine has no accelerator plugin: one installed turns the path off
+        dist = tmp_path / "jax_tpu99_plugin-1.0.dist-info"
+        dist.mkdir()
+        (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: jax-tpu99-plugin\nVersion: 1.0\n")
+        (dist / "entry_points.txt").write_text("[jax_plugins]\nxla_tpu99 = jax_tpu99_plugin\n")
+        assert ask(tmp_path) == "False False"
+
+
 def test_device_flag_on_the_command_line(tmp_path):
     env = {k: v for k, v in cli_env().items() if k != "JAX_PLATFORMS"}
     bad = subprocess.run([sys.executable, "-m", "mlc.cli", "explain", "examples/titanic.dml", "--device", "tpu"],

@@ -1,0 +1,94 @@
+"""NumPy back end for a few rows on the CPU: the inference graph as a list of numpy calls.
+
+For a request of one row, a jitted XLA program costs more to call than the model's
+arithmetic (its arguments are checked and handed over one by one: ~0.3 ms for a 19-input
+model), and its first call compiles (~0.5 s) after importing JAX (~1 s). On the CPU, a
+loaded model runs up to `MAX_ROWS` rows through this plan instead, and larger batches
+through XLA, which fuses and threads (runtime/artifact.py chooses; docs/serving.md).
+
+Each live op is the reference interpreter's rule (mlc/ir/interp.py, the oracle the JAX
+back end is tested against), looked up once when the plan is built; the few rules the
+interpreter writes as Python loops over rows have vectorized forms here with the same
+results. Computation is float32, as in XLA; results agree with it to float32 rounding
+(tests/test_numpy_backend.py). Importing this module does not import JAX.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from mlc.ir import interp
+from mlc.ir.graph import Graph, live_ops
+
+# Rows up to which this plan beats calling XLA on this 2-core CPU (benchmarks/predict_speed.py
+# --crossover measures it: the plan's cost grows with the rows, XLA's call cost does not).
+MAX_ROWS = 64
+
+
+def _embed_bag(table, ids, weights, *, mode):
+    """interp._embed_bag without its loop over bags (as the JAX back end computes it)."""
+    summed = np.einsum("bl,bld->bd", weights, table[ids])
+    if mode == "mean":
+        total = weights.sum(-1, keepdims=True)
+        summed = summed / np.where(total > 0, total, 1.0)
+    return summed
+
+
+_ONE_HOT: dict[tuple, np.ndarray] = {}
+
+
+def _one_hot(idx, *, depth, dtype):
+    """interp._one_hot as one row lookup: an identity table with a zero row below it, which
+    every index outside [0, depth) reads (clipped to it: negative int32 indices are large
+    as uint32)."""
+    if idx.dtype != np.int32:
+        return interp._one_hot(idx, depth=depth, dtype=dtype)
+    table = _ONE_HOT.get((depth, dtype))
+    if table is None:
+        table = _ONE_HOT[(depth, dtype)] = np.eye(depth + 1, depth, dtype=dtype)
+    return table.take(idx.view(np.uint32), axis=0, mode="clip")
+
+
+_VECTORIZED = {"embed_bag": _embed_bag, "one_hot": _one_hot}
+
+
+class Plan:
+    """The ops the wanted outputs need, in order, each bound to its numpy rule.
+
+    `run(inputs)` takes the encoded arrays (runtime/preprocess.py's names) and returns
+    {wanted value: float32 array}; inputs the wanted outputs do not need may be left out."""
+
+    def __init__(self, graph: Graph, params: dict[str, np.ndarray], wanted: list[str]):
+        self.wanted = {w: graph.outputs[w] for w in wanted}
+        self.inputs = {name: (np.int32 if t.dtype == "i32" else np.float32) for name, t in graph.inputs.items()}
+        self.values: dict[str, np.ndarray] = {}  # parameters and constants, cast once
+        for name, p in graph.params.items():
+            if name in params:
+                self.values[name] = np.asarray(params[name], np.int32 if p.type.dtype == "i32" else np.float32)
+        self.alias: dict[str, str] = {}  # dropout in inference: the op's result is its argument
+        self.steps: list[tuple] = []
+        for op in live_ops(graph, wanted):
+            if op.opcode == "const":
+                self.values[op.result] = interp.eval_op(op, [])
+            elif op.opcode == "dropout":
+                self.alias[op.result] = self.alias.get(op.args[0], op.args[0])
+            elif op.opcode in _VECTORIZED or op.opcode in interp.IMPLS:
+                rule = _VECTORIZED.get(op.opcode) or interp.IMPLS[op.opcode]
+                attrs = dict(op.attrs, **({"dtype": np.float32} if op.opcode in interp._NEEDS_DTYPE else {}))
+                args = tuple(self.alias.get(a, a) for a in op.args)
+                self.steps.append((rule, args, attrs, op.result))
+            else:
+                raise interp.IRError(f"%{op.result}: the numpy back end has no rule for `{op.opcode}`")
+        self.wanted = {w: self.alias.get(v, v) for w, v in self.wanted.items()}
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        env = dict(self.values)
+        for name, dtype in self.inputs.items():
+            if name in inputs:
+                env[name] = np.asarray(inputs[name], dtype)
+        with np.errstate(all="ignore"):  # as XLA: an overflow gives inf, checked after decoding
+            for rule, args, attrs, result in self.steps:
+                out = rule(*[env[a] for a in args], **attrs)
+                if out.dtype == np.float64:  # a float64 constant inside a rule: back to float32, as XLA
+                    out = out.astype(np.float32)
+                env[result] = out
+        return {w: env[v] for w, v in self.wanted.items()}
