@@ -18,6 +18,9 @@ For each model it measures, on `--rows` rows drawn from its data (repeated to th
   sizes     compiles while predicting 200 different batch sizes (1..200), and the growth of
             the process's peak RSS over them
   cold      a fresh Python process: `import mlc`, `mlc.load`, first predict (seconds each)
+  crossover the forward pass alone per batch size: the numpy plan (one BLAS thread) against
+            the XLA program padded to its bucket, median microseconds; where numpy stops
+            winning is where mlc/backends/numpy_backend.py's MAX_ROWS belongs
 """
 from __future__ import annotations
 
@@ -174,7 +177,30 @@ def measure(name: str, program: str, args, folder: str) -> dict:
     result["compiles_200_sizes"] = compile_count() - compiles
     result["rss_growth_mb_200_sizes"] = peak_rss_mb() - rss
     result["cold"] = cold_start(path, one)
+    result["crossover"] = crossover(model)
     return result
+
+
+def crossover(model) -> dict:
+    from mlc.backends.numpy_backend import Plan
+    from mlc.runtime.artifact import bucket, rows_to_table
+    plan = Plan(model.graph, model.params, model.wanted)
+    one = model.encode(rows_to_table({c: [None] for c in model.inputs}, model.resolved, model.state))
+    out = {}
+    for size in (1, 4, 16, 64, 128, 256, 1024):
+        rows = {k: np.repeat(v, size, axis=0) for k, v in one.items()}
+        padded = {k: np.repeat(v, bucket(size), axis=0) for k, v in one.items()}
+        model.forward(padded)
+        times = {"numpy_us": [], "xla_us": []}
+        for _ in range(200):
+            t = time.perf_counter()
+            plan.run(rows)
+            times["numpy_us"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            model.forward(padded)
+            times["xla_us"].append(time.perf_counter() - t)
+        out[size] = {k: float(np.median(v) * 1e6) for k, v in times.items()}
+    return out
 
 
 _COMPILES = [0]
@@ -222,6 +248,9 @@ def main():
                   f"200 sizes: {r['compiles_200_sizes']} compiles, +{r['rss_growth_mb_200_sizes']:.0f} MB  "
                   f"cold: import {r['cold']['import']:.2f} s, load+first predict "
                   f"{r['cold']['load_and_first_predict']:.2f} s", flush=True)
+            print(f"{'':8s} forward alone, numpy plan vs XLA (us): " + ", ".join(
+                f"{size} rows {c['numpy_us']:.0f} vs {c['xla_us']:.0f}" for size, c in r["crossover"].items()),
+                flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

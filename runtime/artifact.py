@@ -165,6 +165,31 @@ class Predictor:
         except (pa.ArrowException, OverflowError) as e:
             raise R.RowsError(f"cannot read the rows as the model's inputs ({e})") from None
 
+    def start(self, chunk: dict) -> object:
+        """Start the model on one padded chunk; `finish` waits for its outputs. A back end that
+        computes in the background (XLA) returns at once: every chunk is queued before the first
+        is waited for."""
+        return self.forward(chunk)
+
+    def finish(self, started) -> dict[str, np.ndarray]:
+        return started
+
+    def _start_chunk(self, chunk: dict, size: int):
+        padded = bucket(size)
+        if padded != size:  # zero rows (missing cells) after the real ones, dropped in _finish_chunks
+            chunk = {k: np.concatenate([v, np.zeros((padded - size,) + v.shape[1:], v.dtype)])
+                     for k, v in chunk.items()}
+        return self.start(chunk), size
+
+    def _finish_chunks(self, started: list) -> dict[str, np.ndarray]:
+        parts = []
+        for handle, size in started:
+            out = self.finish(handle)
+            parts.append({name: out[name][:size] for name in self.outputs})
+        if len(parts) == 1:
+            return parts[0]
+        return {name: np.concatenate([p[name] for p in parts]) for name in self.outputs}
+
     def run(self, encoded: dict, rows: int, batch: int = BUCKETS[-1]) -> dict[str, np.ndarray]:
         """The model on every row, in chunks of at most `batch` rows, each padded to one of a few
         sizes (BUCKETS): a new number of rows never compiles a new program. A few rows on the
@@ -173,19 +198,8 @@ class Predictor:
             out = self.forward_few(encoded)
             if out is not None:
                 return {name: out[name] for name in self.outputs}
-        parts = []
-        for s in range(0, rows, batch):
-            chunk = {k: v[s:s + batch] for k, v in encoded.items()}
-            size = min(rows - s, batch)
-            padded = bucket(size)
-            if padded != size:  # zero rows (missing cells) after the real ones, dropped below
-                chunk = {k: np.concatenate([v, np.zeros((padded - size,) + v.shape[1:], v.dtype)])
-                         for k, v in chunk.items()}
-            out = self.forward(chunk)
-            parts.append({name: out[name][:size] for name in self.outputs})
-        if len(parts) == 1:
-            return parts[0]
-        return {name: np.concatenate([p[name] for p in parts]) for name in self.outputs}
+        return self._finish_chunks([self._start_chunk({k: v[s:s + batch] for k, v in encoded.items()},
+                                                      min(rows - s, batch)) for s in range(0, rows, batch)])
 
     def warmup(self):
         """Compile the program for every bucket now (a server calls this before it listens)."""
@@ -212,8 +226,10 @@ class Predictor:
                 names = self.predict({c: [None] for c in self.inputs}).keys()
                 return Predictions({c: [] for c in names}, {"rows": 0, "unknown": {}, "unknown_tokens": {}})
             encoded = self.encode(table, unknown)
+            tokens = R.unknown_tokens(self.resolved.inputs, self.state, encoded)
+        else:
+            tokens = {}  # the few-rows path reads no text, sequence, set or bag input
         n = len(encoded["x_num"])
-        tokens = R.unknown_tokens(self.resolved.inputs, self.state, encoded) if not self._few_rows().plain else {}
         raw = self.run(encoded, n)
         check_scores(raw)
         raw = {k: (v[:, 0] if v.ndim == 2 and v.shape[1] == 1 else v) for k, v in raw.items()}
@@ -250,16 +266,23 @@ class Model(Predictor):
         out = self._plan.run(encoded)
         return {name: out[f"pred.{name}"] for name in self.outputs}
 
-    def forward(self, encoded: dict) -> dict[str, np.ndarray]:
-        import jax
+    def start(self, chunk: dict):
         if self._fn is None:
+            import jax
             from mlc.backends import jax_backend
             with self._lock:
                 if self._fn is None:
                     self._device_params = jax.device_put(self.params)  # once: not copied on every call
                     self._fn = jax.jit(jax_backend.build(self.graph, self.wanted))
-        out = jax.device_get(self._fn(self._device_params, encoded))
+        return self._fn(self._device_params, chunk)  # returns at once; XLA computes in the background
+
+    def finish(self, started) -> dict[str, np.ndarray]:
+        import jax
+        out = jax.device_get(started)
         return {name: out[f"pred.{name}"] for name in self.outputs}
+
+    def forward(self, encoded: dict) -> dict[str, np.ndarray]:
+        return self.finish(self.start(encoded))
 
 
 def build_graph(manifest: dict, path) -> Graph:

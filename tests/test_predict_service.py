@@ -91,7 +91,7 @@ def test_a_few_rows_on_the_cpu_never_import_jax_and_load_in_under_a_second(train
             "p = m.predict({'sex': ['female'], 'age': [29.0], 'passenger_class': ['1st']})\n"
             "took = time.perf_counter() - t\nassert p['survived'][0] in ('yes', 'no'), p\n"
             "print('jax' in sys.modules, round(took, 3))\n"
-            "m.predict({'sex': ['male'] * 100, 'age': [30.0] * 100, 'passenger_class': ['3rd'] * 100})\n"
+            "m.predict({'sex': ['male'] * 300, 'age': [30.0] * 300, 'passenger_class': ['3rd'] * 300})\n"
             "print('jax' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
