@@ -13,6 +13,7 @@ the general path reads it and gives its documented conversion or error.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 
 import numpy as np
 
@@ -29,6 +30,7 @@ def _number_rule(st: dict):
     fill, shift, scale, clip, indicator = st["fill"], st["shift"], st["scale"], st["clip"], st["indicator"]
     edges = [float(e) for e in st["edges"]]
     bins = [(edges[i], edges[i + 1] - edges[i]) for i in range(len(edges) - 1)]  # PLE: one column each
+    uppers, ones, zeros = edges[1:], [1.0] * len(bins), [0.0] * len(bins)
 
     def encode(v):
         missing = v is None or v != v
@@ -38,8 +40,15 @@ def _number_rule(st: dict):
             t = s / 3.0
             s = s / math.sqrt(1.0 + t * t)
         cells = [s]
-        for low, width in bins:
-            cells.append(min(max((x - low) / width, 0.0), 1.0))
+        if bins:
+            # clip((x - low) / width, 0, 1) is exactly 1 for the k bins whose upper edge x reaches
+            # (rounding is monotonic) and exactly 0 above the one bin x falls in
+            k = bisect_right(uppers, x)
+            cells += ones[:k]
+            if k < len(bins):
+                low, width = bins[k]
+                cells.append(min(max((x - low) / width, 0.0), 1.0))
+                cells += zeros[k + 1:]
         if indicator:
             cells.append(1.0 if missing else 0.0)
         return cells
@@ -73,7 +82,7 @@ class RowEncoder:
         if not self.plain or not 0 < n <= MAX_ROWS:
             return None
         rows: list[list] = [[] for _ in range(n)]
-        out: dict[str, np.ndarray] = {}
+        categories: dict[str, list] = {}
         counts: dict[str, int] = {}
         for name, kind, rule in self.inputs:
             cells = cols[name]
@@ -96,7 +105,9 @@ class RowEncoder:
                 for row, code in zip(rows, found):
                     row.append(code)
             else:
-                out[f"cat_{name}"] = np.array(found, np.int32)
+                categories[f"cat_{name}"] = found
         unknown.update(counts)
+        codes = np.array(list(categories.values()), np.int32).reshape(len(categories), n)  # one array, a row each
+        out = dict(zip(categories, codes))
         out["x_num"] = np.array(rows, np.float32).reshape(n, self.width)
         return out

@@ -194,3 +194,23 @@ def test_a_few_plain_rows_encode_as_the_general_path_does(model):
             {**{c: v[:1] for c, v in cols.items()}, "age": cells}, {}) is None
     with pytest.raises(ValueError, match="column `age`"):
         model.predict({"sex": ["male"], "age": [float("inf")], "passenger_class": ["1st"]})
+
+
+def test_the_row_encoders_number_rule_is_the_column_encoders_to_the_bit():
+    """runtime/few_rows.py computes a number's columns (scaled value, PLE bins, missing
+    indicator) in Python floats; on random states and values at and beside every edge they
+    are exactly what runtime/preprocess.py's numpy encoder writes."""
+    from mlc.runtime import few_rows
+    from mlc.runtime import preprocess as P
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        edges = np.unique(np.round(rng.normal(size=rng.integers(3, 20)), rng.integers(0, 3))).tolist()
+        st = {"fill": float(rng.normal()), "shift": float(rng.normal()), "scale": float(abs(rng.normal()) + 0.1),
+              "clip": bool(trial % 2), "edges": edges if len(edges) >= 3 else [], "indicator": bool(trial % 3)}
+        values = [None, float("nan"), 0, 7] + edges + [x + d for x in edges for d in (-1e-12, 1e-12)] + \
+            rng.normal(size=50).tolist()
+        want = np.zeros((len(values), P.number_width(st)), np.float32)
+        P._encode_number(np.array([np.nan if v is None else v for v in values], np.float64), st, want)
+        rule = few_rows._number_rule(st)
+        got = np.array([rule(v) for v in values], np.float32)
+        np.testing.assert_array_equal(got, want, err_msg=f"state {st}")
