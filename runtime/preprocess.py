@@ -6,6 +6,8 @@ sent to a deployed model. Unseen categories and empty cells are handled here.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -166,6 +168,42 @@ def _dense_width(f: dict, st: dict) -> int:
     return T.dense_width(f, st) if f["type"] in T.DENSE else 0
 
 
+# Rows from which the columns are encoded on a thread per core: Arrow's and numpy's kernels
+# release the GIL, and the columns write to separate parts of one matrix.
+PARALLEL_MIN_ROWS = 20_000
+_POOL: list = []
+
+
+def _pool():
+    if not _POOL:
+        from concurrent.futures import ThreadPoolExecutor
+        _POOL.append(ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="mlc-encode"))
+    return _POOL[0]
+
+
+def _encode_column(f: dict, st: dict, col: pa.ChunkedArray, block: np.ndarray, lenient: bool,
+                   unknown: dict | None) -> dict[str, np.ndarray]:
+    """One input: its dense columns written into `block`; returns its other arrays."""
+    name = f["name"]
+    if f["type"] == "number":
+        try:
+            values = D.as_numbers_lenient(col) if lenient else D.as_numbers(col)
+        except D.DataError as e:  # rows sent to a deployed model: name the column
+            raise D.DataError(f"column `{name}` is a number input but {e.message}", e.hint) from None
+        _encode_number(values, st, block)
+    elif f["type"] == "binary":
+        # the first value is -1, the second +1; missing, unknown (or a one-valued input) 0
+        block[:, 0] = binary_codes(_vocab_index(col, st["values"], unknown, name), st["values"])
+    elif f["type"] in T.INPUTS:
+        encoded = T.encode_input(f, st, col)
+        if isinstance(encoded, dict):
+            return encoded
+        block[:] = encoded
+    else:
+        return {f"cat_{name}": _vocab_index(col, st["vocab"], unknown, name)}
+    return {}
+
+
 def encode_inputs(resolved: spec.Resolved, state: dict, table: pa.Table,
                   lenient: bool = False, unknown: dict | None = None) -> dict[str, np.ndarray]:
     """lenient: text in a number column is missing (training data, whose bad cells the checks
@@ -173,33 +211,24 @@ def encode_inputs(resolved: spec.Resolved, state: dict, table: pa.Table,
     unknown: if given, filled with {binary or category input: present cells outside its values}.
 
     Every column is encoded with numpy or Arrow compute over the whole column, straight into
-    one float32 matrix for the dense inputs: no Python loop over values."""
+    one float32 matrix for the dense inputs: no Python loop over values. Number, binary and
+    category columns of a large table are encoded side by side on threads."""
     n = table.num_rows
     widths = [_dense_width(f, state["inputs"][f["name"]]) for f in resolved.inputs]
     x_num = np.zeros((n, sum(widths)), np.float32)
-    out: dict[str, np.ndarray] = {}
+    jobs = []
     at = 0
     for f, width in zip(resolved.inputs, widths):
-        st, col, name = state["inputs"][f["name"]], table.column(f["name"]), f["name"]
-        block = x_num[:, at:at + width]
+        jobs.append((f, state["inputs"][f["name"]], table.column(f["name"]), x_num[:, at:at + width], lenient, unknown))
         at += width
-        if f["type"] == "number":
-            try:
-                values = D.as_numbers_lenient(col) if lenient else D.as_numbers(col)
-            except D.DataError as e:  # rows sent to a deployed model: name the column
-                raise D.DataError(f"column `{name}` is a number input but {e.message}", e.hint) from None
-            _encode_number(values, st, block)
-        elif f["type"] == "binary":
-            # the first value is -1, the second +1; missing, unknown (or a one-valued input) 0
-            block[:, 0] = binary_codes(_vocab_index(col, st["values"], unknown, name), st["values"])
-        elif f["type"] in T.INPUTS:
-            encoded = T.encode_input(f, st, col)
-            if isinstance(encoded, dict):
-                out.update(encoded)
-            else:
-                block[:] = encoded
-        else:
-            out[f"cat_{name}"] = _vocab_index(col, st["vocab"], unknown, name)
+    out: dict[str, np.ndarray] = {}
+    if n >= PARALLEL_MIN_ROWS and all(f["type"] in ("number", "binary", "category") for f in resolved.inputs):
+        # results taken in column order: the first bad column raises, as in the loop below
+        for done in [_pool().submit(_encode_column, *job) for job in jobs]:
+            out.update(done.result())
+    else:
+        for job in jobs:
+            out.update(_encode_column(*job))
     out["x_num"] = x_num
     return out
 

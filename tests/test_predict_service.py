@@ -214,3 +214,27 @@ def test_the_row_encoders_number_rule_is_the_column_encoders_to_the_bit():
         rule = few_rows._number_rule(st)
         got = np.array([rule(v) for v in values], np.float32)
         np.testing.assert_array_equal(got, want, err_msg=f"state {st}")
+
+
+def test_a_large_table_encodes_on_threads_with_the_same_answers_and_errors(model, monkeypatch):
+    """Columns of a table from runtime/preprocess.py's PARALLEL_MIN_ROWS rows are encoded on
+    threads: the same arrays and unknown counts as one after another, and a bad cell still
+    raises the error naming its row in the whole table."""
+    from mlc.runtime import preprocess as P
+    from mlc.runtime.artifact import rows_to_table
+    rows = _rows(400)
+    big = pa.concat_tables([rows] * (P.PARALLEL_MIN_ROWS // 400 + 1))
+    table = rows_to_table(big, model.resolved, model.state)
+    threaded_unknown, serial_unknown = {}, {}
+    threaded = model.encode(table, threaded_unknown)
+    monkeypatch.setattr(P, "PARALLEL_MIN_ROWS", 10 ** 12)
+    serial = model.encode(table, serial_unknown)
+    assert threaded.keys() == serial.keys() and threaded_unknown == serial_unknown
+    for k in serial:
+        np.testing.assert_array_equal(threaded[k], serial[k])
+    monkeypatch.undo()
+    ages = big.column("age").cast(pa.string()).to_pylist()
+    ages[big.num_rows - 3] = "old"
+    bad = big.set_column(big.column_names.index("age"), "age", pa.array(ages, pa.string()))
+    with pytest.raises(ValueError, match=f"column `age` .*row {big.num_rows - 2}"):
+        model.predict(bad)
