@@ -187,7 +187,7 @@ def crossover(model) -> dict:
     plan = Plan(model.graph, model.params, model.wanted)
     one = model.encode(rows_to_table({c: [None] for c in model.inputs}, model.resolved, model.state))
     out = {}
-    for size in (1, 4, 16, 64, 128, 256, 1024):
+    for size in (1, 4, 16, 64, 128, 256, 1024, 4096):
         rows = {k: np.repeat(v, size, axis=0) for k, v in one.items()}
         padded = {k: np.repeat(v, bucket(size), axis=0) for k, v in one.items()}
         model.forward(padded)
