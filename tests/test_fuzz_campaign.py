@@ -26,8 +26,9 @@ few rows) and `mlc predict` through the CLI in process (click's CliRunner), and
   they load and agree) or neither; `mlc predict --out` writes a whole CSV (one row per
   input row) or nothing; no temporary file stays behind.
 
-The default suite runs a bounded number of cases of each kind (110, about 30 s on 2 cores).
-A long campaign, N cases of each kind:
+The default suite runs a bounded number of cases of each kind (69: 12 program, 20 mutated,
+12 data, 25 artifact; about 2 min on 2 cores, mostly the few tiny runs and the two models
+the artifact cases change). A long campaign, N cases of each kind:
 
     MLC_FUZZ_CAMPAIGN=800 .venv/bin/python -m pytest -q tests/test_fuzz_campaign.py -p no:randomly
 
@@ -70,7 +71,7 @@ REPORT = os.environ.get("MLC_FUZZ_REPORT")
 STATS = os.environ.get("MLC_FUZZ_STATS")
 KEEP = os.environ.get("MLC_FUZZ_KEEP")
 # cases of each kind in the default suite; and of those, how many also train (a tiny run)
-DEFAULT = {"program": 30, "mutated": 30, "data": 25, "artifact": 25}
+DEFAULT = {"program": 12, "mutated": 20, "data": 12, "artifact": 25}
 RUN_SHARE = {"program": 0.3, "mutated": 0.15, "data": 0.25}
 
 
