@@ -17,7 +17,8 @@ For each model it measures, on `--rows` rows drawn from its data (repeated to th
   single    p50/p99 of predict on one row (a dict of one-element lists), after warm-up
   sizes     compiles while predicting 200 different batch sizes (1..200), and the growth of
             the process's peak RSS over them
-  cold      a fresh Python process: `import mlc`, `mlc.load`, first predict (seconds each)
+  cold      a fresh Python process: `import mlc`, `mlc.load`, first predict (seconds each;
+            the median of 3 processes, with Python's bytecode cache written)
   crossover the forward pass alone per batch size: the numpy plan (one BLAS thread) against
             the XLA program padded to its bucket, median microseconds; where numpy stops
             winning is where mlc/backends/numpy_backend.py's MAX_ROWS belongs
@@ -131,8 +132,13 @@ def cold_start(path: str, row: dict) -> dict:
             f"m = mlc.load({path!r}, device='cpu'); t2 = time.perf_counter(); m.predict({row!r}); "
             "t3 = time.perf_counter(); print(json.dumps({'import': t1 - t0, 'load': t2 - t1, "
             "'first_predict': t3 - t2, 'load_and_first_predict': t3 - t1}))")
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    # With Python's bytecode cache, as an installed package has it (a first run writes it): a
+    # machine with PYTHONDONTWRITEBYTECODE=1 would compile mlc's modules in every process (~0.17 s
+    # here). The median of 3 fresh processes.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    runs = [json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                                      env=env).stdout.strip().splitlines()[-1]) for _ in range(4)][1:]
+    return {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
 
 
 def measure(name: str, program: str, args, folder: str) -> dict:
