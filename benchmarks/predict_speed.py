@@ -14,7 +14,8 @@ For each model it measures, on `--rows` rows drawn from its data (repeated to th
             pandas DataFrame, each timed in turn with HistGradientBoostingClassifier.predict_proba
             on the same rows already ordinal-encoded (its encoding is not timed: that favours
             HGB), 5 rounds; the ratio is the median of the 5 paired ratios
-  single    p50/p99 of predict on one row (a dict of one-element lists), after warm-up
+  single    p50/p99 of predict on one row (a dict of one-element lists), after warm-up, and
+            the p50 of the calling thread's CPU time (the cost of a call on an idle core)
   sizes     compiles while predicting 200 different batch sizes (1..200), and the growth of
             the process's peak RSS over them
   cold      a fresh Python process: `import mlc`, `mlc.load`, first predict (seconds each;
@@ -168,14 +169,17 @@ def measure(name: str, program: str, args, folder: str) -> dict:
     one = {c: as_dict[c][:1] for c in model.inputs}
     for _ in range(200):
         model.predict(one)
-    lat = []
+    lat, cpu = [], []
     for i in range(args.single):
         row = {c: as_dict[c][i % 1000:i % 1000 + 1] for c in model.inputs}
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.thread_time()
         model.predict(row)
         lat.append(time.perf_counter() - t)
+        cpu.append(time.thread_time() - c)
     result["single_p50_ms"] = float(np.percentile(lat, 50) * 1e3)
     result["single_p99_ms"] = float(np.percentile(lat, 99) * 1e3)
+    # the calling thread's CPU time: what a call costs when no other process takes the core
+    result["single_cpu_p50_ms"] = float(np.percentile(cpu, 50) * 1e3)
     compiles = compile_count()
     rss = peak_rss_mb()
     for size in range(1, 201):
@@ -235,7 +239,7 @@ def main():
     import jax
     import sklearn
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores; python {platform.python_version()}, jax {jax.__version__}, "
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; python {platform.python_version()}, jax {jax.__version__}, "
           f"pyarrow {pa.__version__}, scikit-learn {sklearn.__version__}")
     results = {}
     with tempfile.TemporaryDirectory() as folder:
@@ -250,7 +254,8 @@ def main():
                   f"{r['table_rows_per_s']:9,.0f}  dataframe {r['dataframe_rows_per_s']:9,.0f}  HGB "
                   f"{r['hgb_rows_per_s']:9,.0f} rows/s (paired ratios to HGB: dict {r['dict_vs_hgb']:.2f}x, table "
                   f"{r['table_vs_hgb']:.2f}x, dataframe {r['dataframe_vs_hgb']:.2f}x)"
-                  f"  single p50 {r['single_p50_ms']:.3f} ms p99 {r['single_p99_ms']:.3f} ms  "
+                  f"  single p50 {r['single_p50_ms']:.3f} ms p99 {r['single_p99_ms']:.3f} ms "
+                  f"(CPU p50 {r['single_cpu_p50_ms']:.3f} ms)  "
                   f"200 sizes: {r['compiles_200_sizes']} compiles, +{r['rss_growth_mb_200_sizes']:.0f} MB  "
                   f"cold: import {r['cold']['import']:.2f} s, load+first predict "
                   f"{r['cold']['load_and_first_predict']:.2f} s", flush=True)
