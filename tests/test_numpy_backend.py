@@ -48,25 +48,3 @@ def test_the_one_hot_lookup_gives_a_zero_row_outside_the_depth():
     for depth in (1, 3, 4):
         np.testing.assert_array_equal(_one_hot(idx, depth=depth, dtype=np.float32),
                                       reference(idx, depth=depth, dtype=np.float32))
-
-
-def test_a_concat_of_one_hots_is_one_lookup_with_the_ops_results():
-    """A concat of dense blocks and one_hot blocks (used nowhere else) runs as one step
-    (numpy_backend._ConcatOneHots), giving exactly the ops' result, indices outside
-    [0, depth) included, whatever the order of the blocks."""
-    from mlc.backends.numpy_backend import _ConcatOneHots
-    from mlc.ir.graph import Builder, TensorType
-    from mlc.ir.interp import run_graph
-    b = Builder("concat_one_hots")
-    x = b.input("x", TensorType("f32", ("B", 3)))
-    i = b.input("i", TensorType("i32", ("B",)))
-    j = b.input("j", TensorType("i32", ("B",)))
-    z = b.input("z", TensorType("f32", ("B", 2)))
-    out = b.op("concat", b.op("one_hot", i, depth=4), x, b.op("one_hot", j, depth=2), z, axis=1)
-    b.output("pred.y", out)
-    g = b.graph
-    inputs = {"x": np.arange(12, dtype=np.float32).reshape(4, 3), "z": -np.ones((4, 2), np.float32),
-              "i": np.array([0, 3, 4, -1], np.int32), "j": np.array([1, -2 ** 31, 0, 7], np.int32)}
-    plan = Plan(g, {}, ["pred.y"])
-    assert len(plan.steps) == 1 and isinstance(plan.steps[0][0], _ConcatOneHots)
-    np.testing.assert_array_equal(plan.run(inputs)["pred.y"], run_graph(g, {}, inputs)["pred.y"])

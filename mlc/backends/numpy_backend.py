@@ -53,63 +53,6 @@ def _one_hot(idx, *, depth, dtype):
 _VECTORIZED = {"embed_bag": _embed_bag, "one_hot": _one_hot}
 
 
-class _ConcatOneHots:
-    """concat(..., axis=-1) of 2-D blocks some of which are one_hot(index, depth) used nowhere
-    else: every category input of a tabular model feeds the combiner this way. One lookup in
-    a table of unit rows (a zero row per input for indices outside [0, depth)) gives all the
-    one-hot columns in place; the other blocks are copied in. Exactly what the ops give,
-    in a few numpy calls instead of one per input."""
-
-    def __init__(self, widths: list[int], depths: list[int | None]):
-        width = sum(widths)
-        self.dense, self.hot, tables, offsets = [], [], [], []
-        col = row = 0
-        for i, (w, depth) in enumerate(zip(widths, depths)):
-            if depth is None:
-                self.dense.append((i, col, col + w))
-            else:
-                table = np.zeros((depth + 1, width), np.float32)
-                table[np.arange(depth), col + np.arange(depth)] = 1.0
-                tables.append(table)
-                self.hot.append(i)
-                offsets.append(row)
-                row += depth + 1
-            col += w
-        self.table = np.concatenate(tables)
-        self.depths = np.array([depths[i] for i in self.hot], np.uint32)
-        self.offsets = np.array(offsets, np.uint32)
-
-    def __call__(self, *arrays):
-        index = np.stack([arrays[i] for i in self.hot], axis=-1).astype(np.int32, copy=False)
-        rows = np.minimum(index.view(np.uint32), self.depths)  # negative int32 indices are large as uint32
-        rows += self.offsets
-        out = self.table.take(rows, axis=0).sum(axis=1)  # each column gets one 1.0 or 0.0: exact
-        for i, start, end in self.dense:
-            out[:, start:end] = arrays[i]
-        return out
-
-
-def _fuse_one_hots(graph: Graph, steps: list[tuple], kept: set[str]) -> list[tuple]:
-    """Each concat of one-hot blocks becomes one _ConcatOneHots step (where the shapes are known)."""
-    uses: dict[str, int] = {}
-    for _, args, _, _ in steps:
-        for a in args:
-            uses[a] = uses.get(a, 0) + 1
-    one_hots = {result: (args[0], attrs["depth"]) for rule, args, attrs, result in steps
-                if rule is _one_hot and len(graph.type_of(args[0]).shape) == 1 and result not in kept}
-    fused, gone = [], set()
-    for rule, args, attrs, result in steps:
-        hot = [one_hots.get(a) if uses.get(a) == 1 else None for a in args]
-        shapes = [graph.type_of(a).shape for a in args]
-        if rule is interp.IMPLS["concat"] and sum(h is not None for h in hot) >= 2 and \
-                all(len(sh) == 2 and isinstance(sh[1], int) for sh in shapes) and attrs.get("axis") in (1, -1):
-            gone.update(a for a, h in zip(args, hot) if h)
-            rule = _ConcatOneHots([sh[1] for sh in shapes], [h[1] if h else None for h in hot])
-            args, attrs = tuple(h[0] if h else a for a, h in zip(args, hot)), {}
-        fused.append((rule, args, attrs, result))
-    return [step for step in fused if step[3] not in gone]
-
-
 class _OneBlasThread:
     """numpy's BLAS on one thread while plans run. A multithreaded BLAS splits even a
     64 x 256 x 256 product across threads, and on a busy machine waiting for them costs 16 ms
@@ -175,7 +118,6 @@ class Plan:
             else:
                 raise interp.IRError(f"%{op.result}: the numpy back end has no rule for `{op.opcode}`")
         self.wanted = {w: self.alias.get(v, v) for w, v in self.wanted.items()}
-        self.steps = _fuse_one_hots(graph, self.steps, set(self.wanted.values()))
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         env = dict(self.values)
