@@ -9,6 +9,8 @@ import os  # noqa: E402
 
 import pytest  # noqa: E402
 
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
 
 @pytest.fixture(scope="module")
 def kernel_cache(tmp_path_factory):
@@ -22,6 +24,23 @@ def kernel_cache(tmp_path_factory):
         os.environ.pop("MLC_CACHE_DIR", None)
     else:
         os.environ["MLC_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def example_run(tmp_path_factory):
+    """example_run(name) -> (report, folder): `mlc run examples/NAME.dml` with seed 0 and the
+    program's defaults, trained once per session and shared by every module that only reads
+    it (report.json, model.mlc), since each full run costs seconds of compiling and training.
+    A test may add files of its own to the folder, never change or remove what the run wrote."""
+    from mlc.runtime.run import run
+    done = {}
+
+    def get(name: str):
+        if name not in done:
+            folder = tmp_path_factory.mktemp(f"example_{name}")
+            done[name] = (run(EXAMPLES / f"{name}.dml", folder, seed=0, log=lambda m: None), folder)
+        return done[name]
+    return get
 
 
 @pytest.fixture

@@ -76,8 +76,8 @@ def test_block_lowers_to_the_same_ir_as_the_builtin_combiner():
     assert len(kernels(fused_block)) < len(block.ops)
 
 
-def test_block_trains_to_the_quality_of_the_builtin_and_ships_in_the_artifact(tmp_path):
-    a = run(ROOT / "examples" / "credit.dml", tmp_path / "a", log=lambda m: None)
+def test_block_trains_to_the_quality_of_the_builtin_and_ships_in_the_artifact(tmp_path, example_run):
+    a, _ = example_run("credit")  # credit.dml with seed 0, shared with test_run.py (conftest)
     b = run(ROOT / "examples" / "credit_block.dml", tmp_path / "b", log=lambda m: None)
     auc = lambda r: r["metrics"]["test"]["status"]["roc_auc"]  # noqa: E731
     assert abs(auc(a) - auc(b)) < 0.01

@@ -41,11 +41,10 @@ def cache(kernel_cache):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A penguins model trained with `mlc run`, and the same model compiled for cpu."""
-    from mlc.runtime.run import run
-    out = tmp_path_factory.mktemp("penguins")
-    run(EXAMPLES / "penguins.dml", out, seed=0, log=quiet)
+def trained(example_run):
+    """A penguins model trained with `mlc run` (conftest: the run test_run.py also reads),
+    and the same model compiled for cpu."""
+    _, out = example_run("penguins")
     compiled = compile_target(out / "model.mlc", "cpu", None, None, log=quiet)
     return out / "model.mlc", compiled
 

@@ -33,12 +33,9 @@ FLOORS = {
 
 
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory):
-    out = {}
-    for name in FLOORS:
-        d = tmp_path_factory.mktemp(name)
-        out[name] = (run(EXAMPLES / f"{name}.dml", d, seed=0, log=lambda m: None), d)
-    return out
+def reports(example_run):
+    """Each example trained with its defaults and seed 0 (conftest: shared with other modules)."""
+    return {name: example_run(name) for name in FLOORS}
 
 
 @pytest.mark.parametrize("name", list(FLOORS))
