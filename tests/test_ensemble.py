@@ -22,7 +22,7 @@ input flipper_length_mm : number
 input island : category
 output species : category
 combiner concat {{ layers = [16] }}
-train {{ epochs = 5, ensemble = 3 }}
+train {{ epochs = 2, ensemble = 3 }}
 """
 ROWS = {"bill_length_mm": [39.1, 47.5, 50.0], "flipper_length_mm": [181, 215, 196], "island": ["Torgersen", "Biscoe", "Dream"]}
 
