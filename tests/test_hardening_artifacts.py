@@ -522,16 +522,19 @@ def test_weights_that_are_not_numbers_are_refused(tmp_path, trained):
 
 def test_non_finite_scores_are_refused_not_decoded(model):
     """Scores that overflow (here: the forward pass made to return NaN for one row) never
-    become a label: predict refuses the batch and says how many rows."""
-    real = model.forward
-
-    def nan_for_second_row(encoded):
-        out = real(encoded)
-        return {k: np.where(np.arange(len(v)).reshape(-1, *([1] * (v.ndim - 1))) == 1, np.nan, v)
-                for k, v in out.items()}
-    model.forward = nan_for_second_row
+    become a label: predict refuses the batch and says how many rows, whichever back end
+    computed them (numpy for a few rows on the CPU, XLA for a batch)."""
+    def nan_for_second_row(real):
+        def forward(computed):
+            out = real(computed)
+            return {k: np.where(np.arange(len(v)).reshape(-1, *([1] * (v.ndim - 1))) == 1, np.nan, v)
+                    for k, v in out.items()}
+        return forward
+    model.finish, model.forward_few = nan_for_second_row(model.finish), nan_for_second_row(model.forward_few)
     try:
         with pytest.raises(ArtifactError, match="on 1 of 3 rows"):
             model.predict([ROW, ROW, ROW])
+        with pytest.raises(ArtifactError, match="on 1 of 300 rows"):
+            model.predict([ROW] * 300)
     finally:
-        del model.forward
+        del model.finish, model.forward_few
