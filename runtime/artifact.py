@@ -202,7 +202,8 @@ class Predictor:
                                                       min(rows - s, batch)) for s in range(0, rows, batch)])
 
     def warmup(self):
-        """Compile the program for every bucket now (a server calls this before it listens)."""
+        """Run every bucket once now, so that XLA compiles the sizes it runs (a server calls this
+        before it listens; on the CPU the sizes up to numpy_backend.MAX_ROWS need no compiling)."""
         one = self.encode(rows_to_table({c: [None] for c in self.inputs}, self.resolved, self.state))
         for size in BUCKETS:
             self.run({k: np.repeat(v, size, axis=0) for k, v in one.items()}, size)
