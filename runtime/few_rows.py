@@ -60,7 +60,9 @@ class RowEncoder:
 
     def __init__(self, resolved: spec.Resolved, state: dict):
         self.plain = all(f["type"] in ("number", "binary", "category") for f in resolved.inputs)
-        self.inputs = []  # (name, kind, rule): rule(cell) -> cells of x_num, or (code, unknown?)
+        # (name, kind, rule): for a number rule(cell) -> its cells of x_num; for binary and
+        # category inputs {value: code}, a value outside it being unknown (code 0)
+        self.inputs = []
         self.width = 0
         for f in resolved.inputs if self.plain else ():
             st = state["inputs"][f["name"]]

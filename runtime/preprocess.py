@@ -6,7 +6,9 @@ sent to a deployed model. Unseen categories and empty cells are handled here.
 """
 from __future__ import annotations
 
+import functools
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -171,14 +173,11 @@ def _dense_width(f: dict, st: dict) -> int:
 # Rows from which the columns are encoded on a thread per core: Arrow's and numpy's kernels
 # release the GIL, and the columns write to separate parts of one matrix.
 PARALLEL_MIN_ROWS = 20_000
-_POOL: list = []
 
 
-def _pool():
-    if not _POOL:
-        from concurrent.futures import ThreadPoolExecutor
-        _POOL.append(ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="mlc-encode"))
-    return _POOL[0]
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="mlc-encode")
 
 
 def _encode_column(f: dict, st: dict, col: pa.ChunkedArray, block: np.ndarray, lenient: bool,

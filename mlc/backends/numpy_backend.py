@@ -104,21 +104,21 @@ class Plan:
         for name, p in graph.params.items():
             if name in params:
                 self.values[name] = np.asarray(params[name], np.int32 if p.type.dtype == "i32" else np.float32)
-        self.alias: dict[str, str] = {}  # dropout in inference: the op's result is its argument
+        alias: dict[str, str] = {}  # dropout in inference: the op's result is its argument
         self.steps: list[tuple] = []
         for op in live_ops(graph, wanted):
             if op.opcode == "const":
                 self.values[op.result] = interp.eval_op(op, [])
             elif op.opcode == "dropout":
-                self.alias[op.result] = self.alias.get(op.args[0], op.args[0])
+                alias[op.result] = alias.get(op.args[0], op.args[0])
             elif op.opcode in _VECTORIZED or op.opcode in interp.IMPLS:
                 rule = _VECTORIZED.get(op.opcode) or interp.IMPLS[op.opcode]
                 attrs = dict(op.attrs, **({"dtype": np.float32} if op.opcode in interp._NEEDS_DTYPE else {}))
-                args = tuple(self.alias.get(a, a) for a in op.args)
+                args = tuple(alias.get(a, a) for a in op.args)
                 self.steps.append((rule, args, attrs, op.result))
             else:
                 raise interp.IRError(f"%{op.result}: the numpy back end has no rule for `{op.opcode}`")
-        self.wanted = {w: self.alias.get(v, v) for w, v in self.wanted.items()}
+        self.wanted = {w: alias.get(v, v) for w, v in self.wanted.items()}
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         env = dict(self.values)
