@@ -21,7 +21,6 @@ from mlc import spec
 from mlc.runtime import preprocess as P
 
 MAX_ROWS = P.SMALL_BATCH
-_NUMBER = {float, int, type(None)}
 _LABEL = {str, type(None)}
 
 
@@ -63,6 +62,7 @@ class RowEncoder:
         # (name, kind, rule): for a number rule(cell) -> its cells of x_num; for binary and
         # category inputs {value: code}, a value outside it being unknown (code 0)
         self.inputs = []
+        self.category_names = [f"cat_{f['name']}" for f in resolved.inputs if f["type"] == "category"]
         self.width = 0
         for f in resolved.inputs if self.plain else ():
             st = state["inputs"][f["name"]]
@@ -83,8 +83,10 @@ class RowEncoder:
         n = len(next(iter(cols.values()))) if cols else 0
         if not self.plain or not 0 < n <= MAX_ROWS:
             return None
+        if n == 1:
+            return self._encode_one(cols, unknown)
         rows: list[list] = [[] for _ in range(n)]
-        categories: dict[str, list] = {}
+        categories: list[list] = []
         counts: dict[str, int] = {}
         for name, kind, rule in self.inputs:
             cells = cols[name]
@@ -92,8 +94,7 @@ class RowEncoder:
                 return None
             if kind == "number":
                 for v in cells:
-                    t = type(v)
-                    if t not in _NUMBER or (t is int and abs(v) > 2 ** 53) or (t is float and math.isinf(v)):
+                    if not _plain_number(v):
                         return None  # a bool, text, an inexact int, an infinity: the general path says so
                 for row, v in zip(rows, cells):
                     row += rule(v)
@@ -101,15 +102,55 @@ class RowEncoder:
             if not set(map(type, cells)) <= _LABEL:
                 return None
             found = [rule.get(v, 0) if v is not None else 0 for v in cells]
-            lost = sum(1 for v in cells if v is not None and v not in rule)
-            counts[name] = lost
+            counts[name] = sum(1 for v in cells if v is not None and v not in rule)
             if kind == "binary":
                 for row, code in zip(rows, found):
                     row.append(code)
             else:
-                categories[f"cat_{name}"] = found
+                categories.append(found)
         unknown.update(counts)
-        codes = np.array(list(categories.values()), np.int32).reshape(len(categories), n)  # one array, a row each
-        out = dict(zip(categories, codes))
+        return self._arrays(rows, categories, n)
+
+    def _encode_one(self, cols: dict[str, list], unknown: dict) -> dict | None:
+        """encode() for one row (a service's usual request), without its loops over rows."""
+        row: list = []
+        categories: list[list] = []
+        counts: dict[str, int] = {}
+        for name, kind, rule in self.inputs:
+            cells = cols[name]
+            if type(cells) is not list and type(cells) is not tuple:
+                return None
+            v = cells[0]
+            if kind == "number":
+                if not _plain_number(v):
+                    return None
+                row += rule(v)
+                continue
+            if v is None:
+                code = counts[name] = 0
+            elif type(v) is str:
+                code = rule.get(v)
+                counts[name] = code is None
+                code = code or 0
+            else:
+                return None
+            if kind == "binary":
+                row.append(code)
+            else:
+                categories.append([code])
+        unknown.update({name: int(lost) for name, lost in counts.items()})
+        return self._arrays([row], categories, 1)
+
+    def _arrays(self, rows: list[list], categories: list[list], n: int) -> dict:
+        codes = np.array(categories, np.int32).reshape(len(categories), n)  # one array, a row each
+        out = dict(zip(self.category_names, codes))
         out["x_num"] = np.array(rows, np.float32).reshape(n, self.width)
         return out
+
+
+def _plain_number(v) -> bool:
+    """A cell the number rule reads as the general path does: a float, an exact int or None."""
+    t = type(v)
+    if t is float:
+        return not math.isinf(v)
+    return v is None or (t is int and abs(v) <= 2 ** 53)

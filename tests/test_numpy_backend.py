@@ -48,3 +48,22 @@ def test_the_one_hot_lookup_gives_a_zero_row_outside_the_depth():
     for depth in (1, 3, 4):
         np.testing.assert_array_equal(_one_hot(idx, depth=depth, dtype=np.float32),
                                       reference(idx, depth=depth, dtype=np.float32))
+
+
+@pytest.mark.parametrize("name", ["credit", "titanic"])
+def test_a_dense_layer_reading_categories_gives_the_interpreters_results_for_any_index(name, tmp_path):
+    """mlc/backends/numpy_layers.py reads a category's row of the first layer's matrix instead of
+    multiplying its one-hot column: an index outside the category's range (which one_hot makes a
+    zero row) must read zeros too, and the layer must be one step, not a one_hot per category."""
+    graph = training_graph(name, tmp_path, dropout=None)
+    wanted = [w for w in graph.outputs if w.startswith("pred.")]
+    plan = Plan(graph, *random_values(graph)[:1], wanted)
+    assert not any(getattr(rule, "__name__", "") == "_one_hot" for rule, _, _ in plan.steps)
+    for batch in (1, 6):
+        params, inputs = random_values(graph, seed=batch, batch=batch)
+        for k, v in inputs.items():
+            if k.startswith("cat_"):  # in range, negative, at the depth, far above it
+                inputs[k] = np.array([v[0], -1, 2 ** 31 - 1, -2 ** 31, 3, 1000][:batch], np.int32)
+        want = run_graph(graph, params, inputs)
+        assert_close(Plan(graph, params, wanted).run(inputs), {w: want[w] for w in wanted},
+                     rtol=1e-4, atol=1e-5, what=f"{name}, {batch} rows:")

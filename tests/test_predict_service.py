@@ -178,8 +178,10 @@ def test_a_few_plain_rows_encode_as_the_general_path_does(model):
     from mlc.runtime.artifact import rows_to_table
     cols = {"sex": ["female", None, "male", "robot", "male"], "age": [29.0, None, float("nan"), 3, 80],
             "passenger_class": ["1st", "3rd", None, "9th", "2nd"]}
-    for n in (1, 2, 5):
-        part = {c: v[:n] for c, v in cols.items()}
+    # the first rows, and each row alone (one row has a path of its own)
+    parts = [{c: v[:n] for c, v in cols.items()} for n in (2, 5)] + [{c: v[i:i + 1] for c, v in cols.items()}
+                                                                     for i in range(5)]
+    for part in parts:
         fast_unknown, slow_unknown = {}, {}
         fast = few_rows.RowEncoder(model.resolved, model.state).encode(part, fast_unknown)
         slow = model.encode(rows_to_table(part, model.resolved, model.state), slow_unknown)

@@ -14,12 +14,15 @@ results. Computation is float32, as in XLA; results agree with it to float32 rou
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import threading
 
 import numpy as np
 
 from mlc.ir import interp
 from mlc.ir.graph import Graph, live_ops
+from mlc.backends.numpy_layers import Fused, fuse_dense_layers
 
 # Rows up to which this plan beats calling XLA on this 2-core CPU: the plan's cost grows with
 # the rows, XLA's call cost does not (benchmarks/predict_speed.py prints the crossover: the
@@ -90,6 +93,15 @@ class _OneBlasThread:
 
 _ONE_BLAS_THREAD = _OneBlasThread()
 
+# OpenBLAS runs a product of m x k by k x n on one thread while m * k * n stays under this
+# (65536 x GEMM_MULTITHREAD_THRESHOLD 4, interface/gemm.c); below it, changing the thread
+# count only costs: for one row of the 19-input churn model, p50 92 us without the change
+# against 138 us with it on an idle machine, and p99 0.3 ms against 4.5 ms beside two busy
+# processes; from 16 rows the change wins (p99 4.6 ms against 16 ms under that load).
+BLAS_ONE_THREAD_MNK = 65536 * 4
+# ops whose rules call BLAS on products of sizes the plan cannot bound (activations by activations)
+_BLAS_OPS = {"matmul", "conv1d", "attention"}
+
 
 class Plan:
     """The ops the wanted outputs need, in order, each bound to its numpy rule.
@@ -106,8 +118,13 @@ class Plan:
                 self.values[name] = np.asarray(params[name], np.int32 if p.type.dtype == "i32" else np.float32)
         alias: dict[str, str] = {}  # dropout in inference: the op's result is its argument
         self.steps: list[tuple] = []
-        for op in live_ops(graph, wanted):
-            if op.opcode == "const":
+        ops = fuse_dense_layers(live_ops(graph, wanted), self.values, graph, set(self.wanted.values()))
+        fused = [op for op in ops if isinstance(op, Fused)]
+        unbounded = any(not isinstance(op, Fused) and op.opcode in _BLAS_OPS for op in ops)
+        for op in ops:
+            if isinstance(op, Fused):  # a dense layer as one step (mlc/backends/numpy_layers.py)
+                self.steps.append((op.rule, tuple(alias.get(a, a) for a in op.args), op.result))
+            elif op.opcode == "const":
                 self.values[op.result] = interp.eval_op(op, [])
             elif op.opcode == "dropout":
                 alias[op.result] = alias.get(op.args[0], op.args[0])
@@ -115,19 +132,27 @@ class Plan:
                 rule = _VECTORIZED.get(op.opcode) or interp.IMPLS[op.opcode]
                 attrs = dict(op.attrs, **({"dtype": np.float32} if op.opcode in interp._NEEDS_DTYPE else {}))
                 args = tuple(alias.get(a, a) for a in op.args)
-                self.steps.append((rule, args, attrs, op.result))
+                self.steps.append((functools.partial(rule, **attrs) if attrs else rule, args, op.result))
             else:
                 raise interp.IRError(f"%{op.result}: the numpy back end has no rule for `{op.opcode}`")
         self.wanted = {w: alias.get(v, v) for w, v in self.wanted.items()}
+        # up to these rows no product is large enough for OpenBLAS to use threads: leave it be
+        largest = [op.rule.product[0] * op.rule.product[1] for op in fused]
+        self.one_thread_rows = 0 if unbounded else BLAS_ONE_THREAD_MNK // max(largest, default=1)
+        self.input_types = [(name, np.dtype(t)) for name, t in self.inputs.items()]
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        env = dict(self.values)
-        for name, dtype in self.inputs.items():
-            if name in inputs:
-                env[name] = np.asarray(inputs[name], dtype)
-        with _ONE_BLAS_THREAD, np.errstate(all="ignore"):  # as XLA: an overflow gives inf, checked after decoding
-            for rule, args, attrs, result in self.steps:
-                out = rule(*[env[a] for a in args], **attrs)
+        env = self.values.copy()
+        rows = 0
+        for name, dtype in self.input_types:
+            v = inputs.get(name)
+            if v is not None:
+                env[name] = v if type(v) is np.ndarray and v.dtype is dtype else np.asarray(v, dtype)
+                rows = len(v)
+        with _ONE_BLAS_THREAD if rows > self.one_thread_rows else contextlib.nullcontext(), \
+                np.errstate(all="ignore"):  # as XLA: an overflow gives inf, checked after decoding
+            for rule, args, result in self.steps:
+                out = rule(*[env[a] for a in args])
                 if out.dtype == np.float64:  # a float64 constant inside a rule: back to float32, as XLA
                     out = out.astype(np.float32)
                 env[result] = out
