@@ -83,6 +83,11 @@ def save(path: Path, resolved: spec.Resolved, state: dict, graph: Graph, params:
 BUCKETS = (1, 4, 16, 64, 256, 1024, 4096)
 
 
+# Rows read and encoded at a time in a large batch, while XLA computes the rows before them
+# (Predictor._run_blocks): a multiple of the largest bucket.
+PIPELINE_BLOCK = 4 * BUCKETS[-1]
+
+
 def bucket(rows: int) -> int:
     return next(b for b in BUCKETS if b >= rows) if rows <= BUCKETS[-1] else rows
 
@@ -221,21 +226,54 @@ class Predictor:
         unknown: dict[str, int] = {}
         # a few plain rows (a request to a service) skip Arrow; anything else takes the general path
         encoded = self._few_rows().encode(cols, unknown) if cols else None
-        if encoded is None:
-            table = rows_to_table(rows, self.resolved, self.state, cols)
-            if table.num_rows == 0:  # the same columns as for any rows: those of one row, every cell missing
-                names = self.predict({c: [None] for c in self.inputs}).keys()
-                return Predictions({c: [] for c in names}, {"rows": 0, "unknown": {}, "unknown_tokens": {}})
-            encoded = self.encode(table, unknown)
-            tokens = R.unknown_tokens(self.resolved.inputs, self.state, encoded)
+        if encoded is not None:
+            n, tokens = len(encoded["x_num"]), {}  # the few-rows path reads no text, sequence, set or bag input
+            raw = self.run(encoded, n)
         else:
-            tokens = {}  # the few-rows path reads no text, sequence, set or bag input
-        n = len(encoded["x_num"])
-        raw = self.run(encoded, n)
+            n = rows.num_rows if cols is None else len(next(iter(cols.values()))) if cols else 0
+            found = self._run_blocks(rows, cols, n) if n > PIPELINE_BLOCK else None
+            if found is None:
+                table = rows_to_table(rows, self.resolved, self.state, cols)
+                n = table.num_rows
+                if n == 0:  # the same columns as for any rows: those of one row, every cell missing
+                    names = self.predict({c: [None] for c in self.inputs}).keys()
+                    return Predictions({c: [] for c in names}, {"rows": 0, "unknown": {}, "unknown_tokens": {}})
+                encoded = self.encode(table, unknown)
+                tokens = R.unknown_tokens(self.resolved.inputs, self.state, encoded)
+                raw = self.run(encoded, n)
+            else:
+                raw, unknown, tokens = found
         check_scores(raw)
         raw = {k: (v[:, 0] if v.ndim == 2 and v.shape[1] == 1 else v) for k, v in raw.items()}
         return Predictions(P.decode_outputs(self.resolved, self.state, raw),
                            {"rows": n, "unknown": unknown, "unknown_tokens": tokens})
+
+    def _run_blocks(self, rows, cols: dict | None, n: int) -> tuple[dict, dict, dict] | None:
+        """A large batch in blocks of PIPELINE_BLOCK rows: each block is read and encoded while
+        XLA computes the blocks before it (`start` returns at once). Returns (outputs, unknown
+        cells, unknown tokens), or None on any error: the caller then reads the whole batch
+        again, so that an error names its row in the batch, not in a block."""
+        started, unknown, tokens = [], {}, {}
+        try:
+            for s in range(0, n, PIPELINE_BLOCK):
+                part = rows.slice(s, PIPELINE_BLOCK) if cols is None else \
+                    {c: v[s:s + PIPELINE_BLOCK] for c, v in cols.items()}
+                seen: dict[str, int] = {}
+                encoded = self.encode(rows_to_table(part, self.resolved, self.state,
+                                                    None if cols is None else part), seen)
+                for name, count in seen.items():
+                    unknown[name] = unknown.get(name, 0) + count
+                for name, count in R.unknown_tokens(self.resolved.inputs, self.state, encoded).items():
+                    total = tokens.setdefault(name, {"unknown": 0, "total": 0})
+                    total["unknown"] += count["unknown"]
+                    total["total"] += count["total"]
+                size = min(n - s, PIPELINE_BLOCK)
+                chunk = BUCKETS[-1]
+                started += [self._start_chunk({k: v[c:c + chunk] for k, v in encoded.items()}, min(size - c, chunk))
+                            for c in range(0, size, chunk)]
+        except Exception:  # noqa: BLE001 - read again as a whole, which raises the error for the batch
+            return None
+        return self._finish_chunks(started), unknown, tokens
 
 
 class Model(Predictor):

@@ -240,3 +240,24 @@ def test_a_large_table_encodes_on_threads_with_the_same_answers_and_errors(model
     bad = big.set_column(big.column_names.index("age"), "age", pa.array(ages, pa.string()))
     with pytest.raises(ValueError, match=f"column `age` .*row {big.num_rows - 2}"):
         model.predict(bad)
+
+
+def test_a_large_batch_read_in_blocks_gives_the_answers_counts_and_errors_of_one_piece(model, monkeypatch):
+    """A batch of more than PIPELINE_BLOCK rows is read and encoded a block at a time while XLA
+    computes the blocks before it (runtime/artifact.py): the same predictions and unknown counts
+    as read in one piece, for a Table and a dict of lists alike, and a bad cell in a late block
+    still names its row in the whole batch."""
+    from mlc.runtime import artifact as A
+    rows = _rows(400)
+    columns = rows.to_pydict()
+    columns["sex"][123] = "robot"  # unknown, counted once whichever block reads it
+    one_piece = model.predict(columns)
+    monkeypatch.setattr(A, "PIPELINE_BLOCK", 64)  # 7 blocks, the last of 16 rows
+    for form in (columns, pa.table(columns)):
+        blocks = model.predict(form)
+        assert blocks["survived"] == one_piece["survived"]
+        np.testing.assert_allclose(blocks["survived_probability"], one_piece["survived_probability"], rtol=0, atol=1e-6)
+        assert blocks.metadata == one_piece.metadata and blocks.metadata["unknown"]["sex"] == 1
+    bad = {**columns, "age": columns["age"][:330] + ["old"] + columns["age"][331:]}
+    with pytest.raises(ValueError, match="column `age` .*row 331"):
+        model.predict(bad)
