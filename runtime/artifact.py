@@ -35,7 +35,7 @@ from mlc.runtime import preprocess as P
 from mlc.runtime import few_rows
 
 FORMAT = "mlc-model/1"
-COMPILED_FORMAT = "mlc-compiled/1"  # mlc/export.py; `load` hands those to mlc.export.load_compiled
+COMPILED_FORMAT = "mlc-compiled/1"  # mlc/export.py writes those; `load` hands them to runtime/compiled.py
 
 
 def versions() -> dict:
@@ -399,7 +399,7 @@ def check_scores(raw: dict[str, np.ndarray]):
 
 
 def load(path: str | Path) -> Model:
-    """A model.mlc -> Model; a .mlcc compiled from one -> mlc.export.CompiledModel (same predict)."""
+    """A model.mlc -> Model; a .mlcc compiled from one -> runtime/compiled.py's CompiledModel (same predict)."""
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"no model file at `{path}`")
@@ -408,7 +408,7 @@ def load(path: str | Path) -> Model:
             manifest = M.read_manifest(z)
             fmt = manifest.get("format")
             if fmt == COMPILED_FORMAT:  # a .mlcc written by `mlc compile --target`
-                from mlc.export import load_compiled
+                from mlc.runtime.compiled import load_compiled
                 return load_compiled(path, manifest, z)
             if fmt != FORMAT:
                 raise ArtifactError(f"`{path}` has format {fmt!r}; this mlc ({__import__('mlc').__version__}) reads "
