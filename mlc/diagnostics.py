@@ -97,7 +97,9 @@ _LONG_WORD = re.compile(r"\S{%d,}" % (MAX_WORD + 1))
 
 
 def _cut(text: str, limit: int) -> str:
-    return text[:limit - 3] + f"...({len(text)} characters)"
+    """The start and the end of a long name, its length between: the end of a path is its file name."""
+    head = (limit - 2) // 2
+    return text[:head] + f"...({len(text)} characters)..." + text[-(limit - 3 - head):]
 
 
 def _shorten(text: str, limit: int) -> str:
