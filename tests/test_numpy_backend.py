@@ -67,3 +67,38 @@ def test_a_dense_layer_reading_categories_gives_the_interpreters_results_for_any
         want = run_graph(graph, params, inputs)
         assert_close(Plan(graph, params, wanted).run(inputs), {w: want[w] for w in wanted},
                      rtol=1e-4, atol=1e-5, what=f"{name}, {batch} rows:")
+
+
+def test_mlc_serve_holds_blas_on_one_thread_on_its_predict_thread(tmp_path):
+    """threadpoolctl lets only the first Python thread that changed OpenBLAS's thread count
+    change it again: `mlc serve` warms up on the thread that predicts, so the hold takes effect
+    there (a fresh process: no earlier test has taken control)."""
+    import subprocess
+    import sys
+    from helpers_ir import ROOT
+    program = tmp_path / "t.dml"
+    program.write_text((ROOT / "examples" / "titanic.dml").read_text().replace(
+        'data "data/', f'data "{ROOT}/examples/data/') + "\ntrain { epochs = 1 }\n")
+    code = f"""
+import threading
+from threadpoolctl import ThreadpoolController
+import mlc
+from mlc.runtime.run import run
+from mlc.backends.numpy_backend import _ONE_BLAS_THREAD as hold
+from mlc.serve.app import Config, Server
+run({str(program)!r}, {str(tmp_path / 'out')!r}, seed=0, log=lambda *_: None)
+count = lambda: [lib.num_threads for lib in ThreadpoolController().select(user_api="blas").lib_controllers]
+before = count()
+server = Server(mlc.load({str(tmp_path / 'out' / 'model.mlc')!r}, device="cpu"),
+                Config(model="m"), "m")
+def held():
+    with hold:
+        return count()
+print(before, server.batcher.executor.submit(held).result(), count())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    before, inside, after = (eval(part + "]") for part in out.stdout.strip().splitlines()[-1].rstrip("]").split("] "))
+    if max(before, default=1) < 2:
+        pytest.skip("numpy's BLAS runs on one thread here anyway")
+    assert inside == [1] * len(before) and after == before, out.stdout

@@ -131,7 +131,9 @@ class Server:
         # batch size the batcher runs is compiled before the first request.
         probe = model.predict({c: [None] for c in self.names})
         self.columns = {c: S.json_type(v[0]) for c, v in probe.items()}
-        model.warmup()
+        # on the thread that predicts: the first thread to change numpy's BLAS thread count is
+        # the only one threadpoolctl lets change it again (mlc/backends/numpy_backend.py)
+        self.batcher.executor.submit(model.warmup).result()
         self.empty = {c: [] for c in self.columns}
         self.schema = S.describe(model, self.columns)
         self.openapi = S.openapi(model, self.columns, f"mlc: {name}",
