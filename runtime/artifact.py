@@ -186,6 +186,11 @@ class Predictor:
                      for k, v in chunk.items()}
         return self.start(chunk), size
 
+    def _start_chunks(self, encoded: dict, rows: int, batch: int = BUCKETS[-1]) -> list:
+        """Every chunk of at most `batch` rows started (XLA queues them; `_finish_chunks` waits)."""
+        return [self._start_chunk({k: v[s:s + batch] for k, v in encoded.items()}, min(rows - s, batch))
+                for s in range(0, rows, batch)]
+
     def _finish_chunks(self, started: list) -> dict[str, np.ndarray]:
         parts = []
         for handle, size in started:
@@ -203,8 +208,7 @@ class Predictor:
             out = self.forward_few(encoded)
             if out is not None:
                 return {name: out[name] for name in self.outputs}
-        return self._finish_chunks([self._start_chunk({k: v[s:s + batch] for k, v in encoded.items()},
-                                                      min(rows - s, batch)) for s in range(0, rows, batch)])
+        return self._finish_chunks(self._start_chunks(encoded, rows, batch))
 
     def warmup(self):
         """Run every bucket once now, so that XLA compiles the sizes it runs (a server calls this
@@ -267,10 +271,7 @@ class Predictor:
                     total = tokens.setdefault(name, {"unknown": 0, "total": 0})
                     total["unknown"] += count["unknown"]
                     total["total"] += count["total"]
-                size = min(n - s, PIPELINE_BLOCK)
-                chunk = BUCKETS[-1]
-                started += [self._start_chunk({k: v[c:c + chunk] for k, v in encoded.items()}, min(size - c, chunk))
-                            for c in range(0, size, chunk)]
+                started += self._start_chunks(encoded, min(n - s, PIPELINE_BLOCK))
         except Exception:  # noqa: BLE001 - read again as a whole, which raises the error for the batch
             return None
         return self._finish_chunks(started), unknown, tokens

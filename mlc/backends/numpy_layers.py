@@ -110,6 +110,6 @@ def fuse_dense_layers(ops: list[Op], values: dict[str, np.ndarray], graph: Graph
             if after is not None:
                 last, relu = after, True
         fused[last.result] = Fused(last.result, DenseLayer(w, parts, bias, relu), args)
-        dropped.update(inner + [o.result for o in (op, add if bias is not None else None,
-                                                   last if relu else None) if o is not None])
+        replaced = [op] + ([add] if bias is not None else []) + ([last] if relu else [])
+        dropped.update(inner + [o.result for o in replaced])
     return [fused.get(op.result, op) for op in ops if op.result in fused or op.result not in dropped]
